@@ -43,21 +43,30 @@ from __future__ import annotations
 
 import array
 import collections
+import dataclasses
 import hashlib
+import logging
 import math
 import operator
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 __all__ = [
     "DEFAULT_PARTITION_BITS",
     "MAX_WEIGHT",
     "VNODES_PER_WEIGHT",
+    "GroupMembership",
     "HashRing",
     "Key",
+    "Partitioner",
+    "Rebalance",
+    "RebalanceCallback",
 ]
+
+LOG = logging.getLogger(__name__)
 
 Key = str | bytes
 """What can be placed on the ring: text (hashed as UTF-8) or bytes."""
@@ -112,19 +121,16 @@ def _key_bytes(key: Key) -> bytes:
 
 def _check_weight(member: str, weight: float) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise TypeError(
-            f"weight of {member!r} must be a number, not {weight!r}"
-        )
+        raise TypeError(f"weight of {member!r} must be a number, not {weight!r}")
     weight = float(weight)
     if not (0.0 < weight <= MAX_WEIGHT) or math.isnan(weight):
         raise ValueError(
-            f"weight of {member!r} must be > 0 and <= {MAX_WEIGHT:g}, "
-            f"not {weight!r}"
+            f"weight of {member!r} must be > 0 and <= {MAX_WEIGHT:g}, not {weight!r}"
         )
     return weight
 
 
-def vnode_count(weight: float) -> int:
+def _vnode_count(weight: float) -> int:
     """How many virtual nodes a member of ``weight`` gets (at least one)."""
     return max(1, round(weight * VNODES_PER_WEIGHT))
 
@@ -137,7 +143,7 @@ def _vnode_ids(member: str, weight: float) -> list[bytes]:
             digest_size=16,
             person=_VNODE_PERSON,
         ).digest()
-        for index in range(vnode_count(weight))
+        for index in range(_vnode_count(weight))
     ]
 
 
@@ -150,9 +156,7 @@ def _claims(tag: bytes, start: int, stop: int) -> bytes:
     """
     first, last = start // _BLOCK_ROUNDS, (stop - 1) // _BLOCK_ROUNDS
     raw = b"".join(
-        hashlib.shake_128(tag + block.to_bytes(4, "big")).digest(
-            2 * _BLOCK_ROUNDS
-        )
+        hashlib.shake_128(tag + block.to_bytes(4, "big")).digest(2 * _BLOCK_ROUNDS)
         for block in range(first, last + 1)
     )
     skip = start - first * _BLOCK_ROUNDS
@@ -171,18 +175,14 @@ def _sequences(
     suffix = plane.to_bytes(1, "big")
     out = array.array("H", bytes(2 * width * (stop - start)))
     for index, vnode in enumerate(vnodes):
-        out[index::width] = array.array(
-            "H", _claims(vnode + suffix, start, stop)
-        )
+        out[index::width] = array.array("H", _claims(vnode + suffix, start, stop))
     if _BIG_ENDIAN:
         # The sequences are defined as little-endian 16-bit integers.
         out.byteswap()
     return out
 
 
-def _fill_plane(
-    vnodes: list[bytes], owners: list[str], plane: int
-) -> list[str | None]:
+def _fill_plane(vnodes: list[bytes], owners: list[str], plane: int) -> list[str | None]:
     """Give each partition of a plane to the virtual node reaching it first.
 
     Claims are written in reverse order, so for every partition the write
@@ -212,9 +212,7 @@ def _fill_plane(
         start, stop = stop, min(_CLAIM_ROUNDS, stop + more)
         later: list[str | None] = [None] * _PLANE
         _write_first_claims(later, vnodes, owners, plane, start, stop)
-        table = [
-            first or then for first, then in zip(table, later, strict=True)
-        ]
+        table = [first or then for first, then in zip(table, later, strict=True)]
     if None in table:
         _inherit_from_successors(table)
     return table
@@ -298,9 +296,7 @@ class HashRing:
         weights: dict[str, float] = {}
         for member, weight in items:
             if not isinstance(member, str):
-                raise TypeError(
-                    f"member ids are str, not {type(member).__name__}"
-                )
+                raise TypeError(f"member ids are str, not {type(member).__name__}")
             if not member:
                 raise ValueError("member ids must not be empty")
             weights[member] = _check_weight(member, weight)
@@ -331,7 +327,7 @@ class HashRing:
             table.extend(_fill_plane(vnodes, owners, plane))  # type: ignore[arg-type]
         return table
 
-    # -- what the ring is -------------------------------------------------
+    # -- what the ring is -----------------------------------------------------
 
     @property
     def members(self) -> Mapping[str, float]:
@@ -367,10 +363,7 @@ class HashRing:
         return hash((self._bits, tuple(self._weights.items())))
 
     def __repr__(self) -> str:
-        return (
-            f"HashRing(<{len(self._weights)} members>, "
-            f"partition_bits={self._bits})"
-        )
+        return f"HashRing(<{len(self._weights)} members>, partition_bits={self._bits})"
 
     def shares(self) -> dict[str, float]:
         """The exact share of the key space each member owns.
@@ -383,12 +376,11 @@ class HashRing:
             size = len(self._table)
             counts = collections.Counter(self._table)
             self._shares = {
-                member: counts.get(member, 0) / size
-                for member in self._weights
+                member: counts.get(member, 0) / size for member in self._weights
             }
         return dict(self._shares)
 
-    # -- lookups -----------------------------------------------------------
+    # -- lookups --------------------------------------------------------------
 
     def partition(self, key: Key) -> int:
         """The partition ``key`` falls in (stable for a ``partition_bits``)."""
@@ -480,3 +472,338 @@ class HashRing:
             return 1.0
         changed = int(sum(map(operator.ne, self._table, other._table)))
         return changed / len(self._table)
+
+
+# -- following a live group --------------------------------------------------
+
+
+class _MemberRecord(Protocol):
+    """What the partitioner reads of a :class:`servicegroup.Member`."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def is_up(self) -> bool: ...
+
+    @property
+    def capabilities(self) -> Mapping[str, Any]: ...
+
+
+class GroupMembership(Protocol):
+    """The part of :class:`servicegroup.API` a :class:`Partitioner` uses."""
+
+    def get_members(self, group_id: str) -> Sequence[_MemberRecord]: ...
+
+    def watch(
+        self, group_id: str, callback: Callable[[Any], None]
+    ) -> Callable[[], None]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Rebalance:
+    """What changed when a :class:`Partitioner` replaced its ring.
+
+    :ivar group_id: the group.
+    :ivar member_id: the partitioner's own member (None for an observer).
+    :ivar old: the ring before.
+    :ivar new: the ring now.
+    :ivar joined: members in ``new`` and not in ``old``.
+    :ivar left: members in ``old`` and not in ``new``.
+    :ivar reweighted: members in both whose weight changed.
+    """
+
+    group_id: str
+    member_id: str | None
+    old: HashRing
+    new: HashRing
+    joined: frozenset[str]
+    left: frozenset[str]
+    reweighted: frozenset[str]
+
+    @property
+    def moved_share(self) -> float:
+        """The share of the key space whose owner changed."""
+        return self.old.moved_share(self.new)
+
+    def moved(self, keys: Iterable[K]) -> list[K]:
+        """The keys among ``keys`` whose owner changed, in order."""
+        out: list[K] = []
+        for key in keys:
+            before, after = self._owners(key)
+            if before != after:
+                out.append(key)
+        return out
+
+    def gained(self, keys: Iterable[K]) -> list[K]:
+        """The keys this member owns now and did not before."""
+        me = self.member_id
+        out: list[K] = []
+        for key in keys:
+            before, after = self._owners(key)
+            if after == me and before != me:
+                out.append(key)
+        return out
+
+    def lost(self, keys: Iterable[K]) -> list[K]:
+        """The keys this member owned before and does not now."""
+        me = self.member_id
+        out: list[K] = []
+        for key in keys:
+            before, after = self._owners(key)
+            if before == me and after != me:
+                out.append(key)
+        return out
+
+    def _owners(self, key: Key) -> tuple[str | None, str | None]:
+        return self.old.owner(key), self.new.owner(key)
+
+
+RebalanceCallback = Callable[[Rebalance], None]
+
+
+class Partitioner:
+    """Share work among the live members of a group.
+
+    Keeps a :class:`HashRing` of the members that are up, weighted by their
+    ``weight_capability``, and replaces it whenever the group's membership
+    changes (it watches the group through ``api``). Lookups never touch the
+    network and cost the same whatever the group's size.
+
+    >>> parts = Partitioner(api, "rug", "rug-1")     # doctest: +SKIP
+    >>> parts.mine(router_ids)                        # doctest: +SKIP
+
+    Until this process sees its own member up in the group (its first
+    refresh after joining), :meth:`belongs_to_me` answers False for every
+    key and :meth:`mine` returns nothing: a member that is not on the ring
+    owns nothing, and assuming otherwise could give a key two owners. After
+    :meth:`close`, likewise.
+
+    :param api: a :class:`servicegroup.API` (anything with ``get_members``
+        and ``watch`` will do).
+    :param group_id: the group whose members share the work.
+    :param member_id: this process's own member, or None to only observe.
+    :param weight_capability: the capability holding a member's weight (a
+        positive number up to :data:`MAX_WEIGHT`; absent means 1.0). A bad
+        value counts as 1.0 and is logged once.
+    :param partition_bits: passed to :class:`HashRing`; every member must
+        use the same value.
+    """
+
+    def __init__(
+        self,
+        api: GroupMembership,
+        group_id: str,
+        member_id: str | None = None,
+        *,
+        weight_capability: str = "weight",
+        partition_bits: int = DEFAULT_PARTITION_BITS,
+    ) -> None:
+        self._api = api
+        self._group_id = group_id
+        self._member_id = member_id
+        self._weight_capability = weight_capability
+        self._bits = partition_bits
+        # Serialises rebuilds and callback delivery, so every Rebalance's
+        # ``old`` is the previous one's ``new``. Readers never take it.
+        self._lock = threading.RLock()
+        self._callbacks: list[RebalanceCallback] = []
+        self._warned: set[tuple[str, str]] = set()
+        self._closed = False
+        self._ring = HashRing(partition_bits=partition_bits)
+        # Watch first, then read: a change that lands in between is then
+        # seen by the watcher, and both read the latest view under the lock.
+        self._unwatch = api.watch(group_id, self._on_change)
+        self.refresh()
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def group_id(self) -> str:
+        return self._group_id
+
+    @property
+    def member_id(self) -> str | None:
+        return self._member_id
+
+    @property
+    def ring(self) -> HashRing:
+        """The current ring (immutable; a new one replaces it on change)."""
+        return self._ring
+
+    @property
+    def active(self) -> bool:
+        """Whether this member is on the current ring and not closed."""
+        return (
+            not self._closed
+            and self._member_id is not None
+            and self._member_id in self._ring
+        )
+
+    # -- lookups --------------------------------------------------------------
+
+    def owner(self, key: Key) -> str | None:
+        """The member owning ``key``; None while no member is up."""
+        return self._ring.owner(key)
+
+    def owners(self, key: Key, n: int) -> list[str]:
+        """Up to ``n`` distinct members for ``key``, owner first."""
+        return self._ring.owners(key, n)
+
+    def belongs_to_me(self, key: Key) -> bool:
+        """Whether this member owns ``key`` now (see the class notes)."""
+        me = self._require_member()
+        if self._closed:
+            return False
+        return self._ring.owner(key) == me
+
+    def mine(self, keys: Iterable[K]) -> list[K]:
+        """The keys among ``keys`` that this member owns now, in order."""
+        me = self._require_member()
+        if self._closed:
+            return []
+        return self._ring.owned_by(keys, me)
+
+    # -- changes --------------------------------------------------------------
+
+    def on_rebalance(
+        self, callback: RebalanceCallback, *, initial: bool = False
+    ) -> Callable[[], None]:
+        """Call ``callback`` with a :class:`Rebalance` on every ring change.
+
+        Callbacks run on the thread that saw the change (the library's
+        refresh thread, or the caller of :meth:`refresh`), one at a time and
+        in order; keep them quick and hand real work to your own thread.
+        An exception is logged, never raised into the refresh loop.
+
+        :param initial: also call it at once with the change from an empty
+            ring to the current one, so nothing falls between reading the
+            current state and subscribing.
+        :returns: a function that stops the calls.
+        """
+        with self._lock:
+            self._callbacks.append(callback)
+            if initial:
+                empty = HashRing(partition_bits=self._bits)
+                self._deliver([callback], self._rebalance(empty, self._ring))
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def refresh(self) -> Rebalance | None:
+        """Rebuild the ring from the group's current members now.
+
+        The watcher does this on every membership change; call it after
+        something the watcher does not see, such as a weight change. Returns
+        what changed, or None.
+        """
+        with self._lock:
+            if self._closed:
+                return None
+            members = self._api.get_members(self._group_id)
+            weights = {m.id: self._weight(m) for m in members if m.is_up}
+            if weights == dict(self._ring.members):
+                return None
+            new = HashRing(weights, partition_bits=self._bits)
+            change = self._rebalance(self._ring, new)
+            self._ring = new
+            LOG.debug(
+                "Group %s rebalanced: %d members, +%s -%s, %.1f%% moved",
+                self._group_id,
+                len(new),
+                sorted(change.joined),
+                sorted(change.left),
+                100 * change.moved_share,
+            )
+            self._deliver(list(self._callbacks), change)
+            return change
+
+    def close(self) -> None:
+        """Stop following the group; nothing belongs to this member any more.
+
+        Call it before leaving the group so that this process stops
+        claiming its keys at once. Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._callbacks.clear()
+        self._unwatch()
+
+    def __enter__(self) -> Partitioner:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Partitioner(group_id={self._group_id!r}, "
+            f"member_id={self._member_id!r}, ring={self._ring!r})"
+        )
+
+    # -- internals ------------------------------------------------------------
+
+    def _on_change(self, change: object) -> None:
+        # Runs on the library's refresh thread: never let anything escape.
+        try:
+            self.refresh()
+        except Exception:
+            LOG.exception(
+                "Cannot rebuild the ring of group %s; keeping the old one",
+                self._group_id,
+            )
+
+    def _require_member(self) -> str:
+        if self._member_id is None:
+            raise ValueError(
+                "this Partitioner only observes; pass member_id to ask "
+                "what belongs to it"
+            )
+        return self._member_id
+
+    def _weight(self, member: _MemberRecord) -> float:
+        value = member.capabilities.get(self._weight_capability, 1.0)
+        try:
+            return _check_weight(member.id, value)
+        except (TypeError, ValueError) as exc:
+            token = (member.id, repr(value))
+            if token not in self._warned:
+                self._warned.add(token)
+                LOG.warning(
+                    "Member %s of group %s: %s; using weight 1.0",
+                    member.id,
+                    self._group_id,
+                    exc,
+                )
+            return 1.0
+
+    def _rebalance(self, old: HashRing, new: HashRing) -> Rebalance:
+        before, after = old.members, new.members
+        return Rebalance(
+            group_id=self._group_id,
+            member_id=self._member_id,
+            old=old,
+            new=new,
+            joined=frozenset(after.keys() - before.keys()),
+            left=frozenset(before.keys() - after.keys()),
+            reweighted=frozenset(
+                m for m in before.keys() & after.keys() if before[m] != after[m]
+            ),
+        )
+
+    def _deliver(self, callbacks: list[RebalanceCallback], change: Rebalance) -> None:
+        for callback in callbacks:
+            try:
+                callback(change)
+            except Exception:
+                LOG.exception(
+                    "on_rebalance callback %r of group %s failed",
+                    callback,
+                    self._group_id,
+                )

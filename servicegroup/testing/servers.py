@@ -211,8 +211,7 @@ def missing_reason(kind: str) -> str:
             return "java is not installed" + hint
         if _zookeeper_classpath() is None:
             return (
-                "zookeeper.jar not found in /usr/share/java or "
-                "$ZOOKEEPER_HOME" + hint
+                "zookeeper.jar not found in /usr/share/java or $ZOOKEEPER_HOME" + hint
             )
         return ""
     else:
@@ -351,9 +350,7 @@ def _resp_read(reader: Any) -> object:
     raise ConnectionError(f"unexpected RESP reply {line!r}")
 
 
-def _redis_call(
-    port: int, *args: str | bytes | int, timeout: float = 2.0
-) -> object:
+def _redis_call(port: int, *args: str | bytes | int, timeout: float = 2.0) -> object:
     """One command over a fresh connection; no dependency on redis-py."""
     with socket.create_connection((HOST, port), timeout=timeout) as sock:
         sock.sendall(_resp_encode(args))
@@ -513,9 +510,7 @@ class BackendServer(abc.ABC):
             _ALL.add(self)
         # Removes the directory if the object is garbage collected without
         # close(); at exit _cleanup_at_exit does it after killing servers.
-        self._dir_finalizer = weakref.finalize(
-            self, shutil.rmtree, self.dir, True
-        )
+        self._dir_finalizer = weakref.finalize(self, shutil.rmtree, self.dir, True)
         self._dir_finalizer.atexit = False
 
     # -- what subclasses provide -----------------------------------------
@@ -590,9 +585,7 @@ class BackendServer(abc.ABC):
                 raise ServerError(f"{self!r} is closed")
             if self.is_running():
                 return
-            attempts = (
-                3 if (self._ports_movable and not self._started_once) else 1
-            )
+            attempts = 3 if (self._ports_movable and not self._started_once) else 1
             for attempt in range(1, attempts + 1):
                 self._spawn()
                 if not wait:
@@ -634,9 +627,7 @@ class BackendServer(abc.ABC):
                     close_fds=True,
                 )
             except OSError as exc:
-                raise ServerStartError(
-                    f"cannot run {command[0]}: {exc}"
-                ) from exc
+                raise ServerStartError(f"cannot run {command[0]}: {exc}") from exc
         self._paused = False
         self._started_at = time.monotonic()
         with _REGISTRY_LOCK:
@@ -699,9 +690,7 @@ class BackendServer(abc.ABC):
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
-                    LOG.warning(
-                        "%r ignored SIGTERM for %.0fs, killing", self, timeout
-                    )
+                    LOG.warning("%r ignored SIGTERM for %.0fs, killing", self, timeout)
                     _signal_group(proc, signal.SIGKILL)
                     proc.wait()
             # Children that outlive the leader (none expected) go too.
@@ -883,9 +872,7 @@ class RedisServer(BackendServer):
     def _probe(self) -> bool:
         return _redis_call(self.port, "PING") == "PONG"
 
-    def execute(
-        self, *args: str | bytes | int, timeout: float = 5.0
-    ) -> object:
+    def execute(self, *args: str | bytes | int, timeout: float = 5.0) -> object:
         """Run one Redis command and return the decoded RESP reply.
 
         Simple strings come back as ``str``, bulk strings as ``bytes``,
@@ -1111,8 +1098,7 @@ class NutcrackerProxy(BackendServer):
             "  servers:",
         ]
         lines += [
-            f"   - {server.host}:{server.port}:1"
-            for server in self.memcached_servers
+            f"   - {server.host}:{server.port}:1" for server in self.memcached_servers
         ]
         with open(self.config_path, "w") as fh:
             fh.write("\n".join(lines) + "\n")
@@ -1591,8 +1577,7 @@ class ZooKeeperEnsemble(ServerGroup):
                 node.peer_port = _free_port()
                 node.election_port = _free_port()
                 lines.append(
-                    f"server.{myid}={node.host}:{node.peer_port}:"
-                    f"{node.election_port}"
+                    f"server.{myid}={node.host}:{node.peer_port}:{node.election_port}"
                 )
             for myid, node in enumerate(nodes, start=1):
                 node._myid = myid
@@ -1797,17 +1782,13 @@ class SentinelServer(BackendServer):
     def _probe(self) -> bool:
         return self.master_address() is not None
 
-    def execute(
-        self, *args: str | bytes | int, timeout: float = 5.0
-    ) -> object:
+    def execute(self, *args: str | bytes | int, timeout: float = 5.0) -> object:
         """Run one command on the sentinel (``SENTINEL ...``)."""
         return _redis_call(self.port, *args, timeout=timeout)
 
     def master_address(self) -> tuple[str, int] | None:
         """Where this sentinel thinks the master is."""
-        reply = self.execute(
-            "SENTINEL", "get-master-addr-by-name", self.master_name
-        )
+        reply = self.execute("SENTINEL", "get-master-addr-by-name", self.master_name)
         if not isinstance(reply, list) or len(reply) != 2:
             return None
         host, port = reply
@@ -1885,9 +1866,7 @@ class RedisSentinel(ServerGroup):
         Nothing is started yet; ``close()`` closes the Redis servers too.
         """
         master = RedisServer()
-        replica_servers = [
-            RedisServer(replica_of=master) for _ in range(replicas)
-        ]
+        replica_servers = [RedisServer(replica_of=master) for _ in range(replicas)]
         group = cls(master, replica_servers, sentinels=sentinels, **kwargs)
         group._owned = [master, *replica_servers]
         return group

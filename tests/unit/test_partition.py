@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import logging
 import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -17,6 +20,8 @@ from servicegroup.partition import (
     DEFAULT_PARTITION_BITS,
     MAX_WEIGHT,
     HashRing,
+    Partitioner,
+    Rebalance,
 )
 
 # One plane (65,536 partitions) builds in milliseconds; the properties
@@ -376,3 +381,279 @@ def test_moved_share_needs_same_partitioning() -> None:
         HashRing(["a"]).moved_share(HashRing(["a"], partition_bits=16))
     assert HashRing().moved_share(HashRing()) == 0.0
     assert HashRing().moved_share(HashRing(["a"])) == 1.0
+
+
+# -- Partitioner over a group ------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeMember:
+    id: str
+    is_up: bool = True
+    capabilities: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeChange:
+    group_id: str
+    members: frozenset[str]
+    joined: frozenset[str]
+    left: frozenset[str]
+
+
+class FakeGroups:
+    """The two calls a Partitioner makes, on an in-memory group.
+
+    Mirrors the library's contract: watchers hear about changes of the up
+    set only (not of capabilities), after the new view is readable.
+    """
+
+    def __init__(self) -> None:
+        self.members: dict[str, dict[str, FakeMember]] = {}
+        self.watchers: dict[str, list[Callable[[Any], None]]] = {}
+
+    def get_members(self, group_id: str) -> list[FakeMember]:
+        group = self.members.get(group_id, {})
+        return [group[k] for k in sorted(group)]
+
+    def watch(
+        self, group_id: str, callback: Callable[[Any], None]
+    ) -> Callable[[], None]:
+        self.watchers.setdefault(group_id, []).append(callback)
+        return lambda: self.watchers[group_id].remove(callback)
+
+    def up(self, group_id: str) -> frozenset[str]:
+        group = self.members.get(group_id, {})
+        return frozenset(m.id for m in group.values() if m.is_up)
+
+    def put(self, group_id: str, *members: FakeMember) -> None:
+        before = self.up(group_id)
+        group = self.members.setdefault(group_id, {})
+        for member in members:
+            group[member.id] = member
+        self._publish(group_id, before)
+
+    def down(self, group_id: str, *member_ids: str) -> None:
+        before = self.up(group_id)
+        group = self.members[group_id]
+        for member_id in member_ids:
+            group[member_id] = dataclasses.replace(
+                group[member_id], is_up=False
+            )
+        self._publish(group_id, before)
+
+    def _publish(self, group_id: str, before: frozenset[str]) -> None:
+        after = self.up(group_id)
+        if after == before:
+            return
+        change = FakeChange(group_id, after, after - before, before - after)
+        for callback in list(self.watchers.get(group_id, ())):
+            callback(change)
+
+
+RESOURCES = [f"router-{i}" for i in range(2000)]
+
+
+@pytest.fixture
+def groups() -> FakeGroups:
+    fake = FakeGroups()
+    fake.put("rug", *(FakeMember(f"rug-{i}") for i in range(3)))
+    return fake
+
+
+def test_partitioner_matches_a_ring_of_the_up_members(
+    groups: FakeGroups,
+) -> None:
+    groups.put("rug", FakeMember("rug-down", is_up=False))
+    part = Partitioner(groups, "rug", "rug-0")
+    ring = HashRing(["rug-0", "rug-1", "rug-2"])
+    assert part.ring == ring
+    assert part.active
+    assert part.mine(RESOURCES) == ring.owned_by(RESOURCES, "rug-0")
+    for key in RESOURCES[:200]:
+        assert part.owner(key) == ring.owner(key)
+        assert part.belongs_to_me(key) == (ring.owner(key) == "rug-0")
+        assert part.owners(key, 2) == ring.owners(key, 2)
+
+
+def test_every_key_has_exactly_one_owner_among_members(
+    groups: FakeGroups,
+) -> None:
+    parts = [Partitioner(groups, "rug", f"rug-{i}") for i in range(3)]
+    claimed = [key for part in parts for key in part.mine(RESOURCES)]
+    assert sorted(claimed) == sorted(RESOURCES)
+
+
+def test_member_not_yet_seen_owns_nothing(groups: FakeGroups) -> None:
+    part = Partitioner(groups, "rug", "rug-new")
+    assert not part.active
+    assert part.mine(RESOURCES) == []
+    assert not any(part.belongs_to_me(key) for key in RESOURCES)
+    # It can still ask who owns what.
+    assert part.owner("router-1") in {"rug-0", "rug-1", "rug-2"}
+    groups.put("rug", FakeMember("rug-new"))
+    assert part.active
+    assert part.mine(RESOURCES)
+
+
+def test_empty_group(groups: FakeGroups) -> None:
+    part = Partitioner(groups, "empty", "me")
+    assert part.owner("x") is None
+    assert part.owners("x", 2) == []
+    assert not part.belongs_to_me("x")
+
+
+def test_rebalance_reports_what_moved(groups: FakeGroups) -> None:
+    part = Partitioner(groups, "rug", "rug-0")
+    seen: list[Rebalance] = []
+    part.on_rebalance(seen.append)
+    groups.put("rug", FakeMember("rug-3"))
+    groups.down("rug", "rug-1")
+
+    assert [(c.joined, c.left) for c in seen] == [
+        (frozenset({"rug-3"}), frozenset()),
+        (frozenset(), frozenset({"rug-1"})),
+    ]
+    first, second = seen
+    assert first.new is second.old  # a chain, nothing skipped
+    assert second.new is part.ring
+
+    old, new = first.old, first.new
+    moved = [k for k in RESOURCES if old.owner(k) != new.owner(k)]
+    assert first.moved(RESOURCES) == moved
+    assert all(new.owner(k) == "rug-3" for k in moved)
+    assert first.lost(RESOURCES) == [
+        k for k in moved if old.owner(k) == "rug-0"
+    ]
+    assert first.gained(RESOURCES) == []
+    assert first.moved_share == pytest.approx(0.25, abs=0.02)
+
+    gained = second.gained(RESOURCES)
+    assert gained
+    assert all(second.old.owner(k) == "rug-1" for k in gained)
+    assert second.lost(RESOURCES) == []
+
+
+def test_initial_rebalance_hands_over_current_keys(
+    groups: FakeGroups,
+) -> None:
+    part = Partitioner(groups, "rug", "rug-2")
+    seen: list[Rebalance] = []
+    part.on_rebalance(seen.append, initial=True)
+    assert len(seen) == 1
+    assert seen[0].joined == {"rug-0", "rug-1", "rug-2"}
+    assert seen[0].gained(RESOURCES) == part.mine(RESOURCES)
+
+
+def test_no_rebalance_without_a_change(groups: FakeGroups) -> None:
+    part = Partitioner(groups, "rug", "rug-0")
+    seen: list[Rebalance] = []
+    part.on_rebalance(seen.append)
+    ring = part.ring
+    for callback in groups.watchers["rug"]:
+        callback(None)  # a spurious notification
+    assert part.refresh() is None
+    assert seen == [] and part.ring is ring
+
+
+def test_weights_come_from_capabilities(groups: FakeGroups) -> None:
+    groups.put("rug", FakeMember("big", capabilities={"weight": 3}))
+    part = Partitioner(groups, "rug", "big")
+    assert part.ring.members["big"] == 3.0
+    assert part.ring.shares()["big"] == pytest.approx(0.5, abs=0.02)
+
+    # A weight change alone does not change the up set, so the watcher
+    # says nothing; refresh() picks it up and reports it.
+    groups.put("rug", FakeMember("big", capabilities={"weight": 1}))
+    assert part.ring.members["big"] == 3.0
+    change = part.refresh()
+    assert change is not None
+    assert change.reweighted == {"big"}
+    assert change.lost(RESOURCES)
+
+
+def test_custom_weight_capability(groups: FakeGroups) -> None:
+    groups.put("rug", FakeMember("big", capabilities={"cores": 8}))
+    part = Partitioner(groups, "rug", weight_capability="cores")
+    assert part.ring.members["big"] == 8.0
+
+
+@pytest.mark.parametrize(
+    "bad", ["3", -1, 0, None, True, float("nan"), MAX_WEIGHT + 1, [2]]
+)
+def test_bad_weight_counts_as_one_and_is_logged_once(
+    groups: FakeGroups, bad: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    groups.put("rug", FakeMember("odd", capabilities={"weight": bad}))
+    with caplog.at_level(logging.WARNING, "servicegroup.partition"):
+        part = Partitioner(groups, "rug", "odd")
+        groups.put("rug", FakeMember("rug-9"))
+        part.refresh()
+    assert part.ring.members["odd"] == 1.0
+    warnings = [r for r in caplog.records if "odd" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_failing_callback_is_logged_and_others_still_run(
+    groups: FakeGroups, caplog: pytest.LogCaptureFixture
+) -> None:
+    part = Partitioner(groups, "rug", "rug-0")
+    seen: list[Rebalance] = []
+
+    def broken(change: Rebalance) -> None:
+        raise RuntimeError("boom")
+
+    part.on_rebalance(broken)
+    part.on_rebalance(seen.append)
+    with caplog.at_level(logging.ERROR, "servicegroup.partition"):
+        groups.put("rug", FakeMember("rug-3"))  # must not raise
+    assert len(seen) == 1
+    assert "boom" in caplog.text
+
+
+def test_failing_membership_read_keeps_the_old_ring(
+    groups: FakeGroups, caplog: pytest.LogCaptureFixture
+) -> None:
+    part = Partitioner(groups, "rug", "rug-0")
+    ring = part.ring
+
+    def unreachable(group_id: str) -> list[FakeMember]:
+        raise OSError("backend gone")
+
+    groups.get_members = unreachable  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, "servicegroup.partition"):
+        groups._publish("rug", frozenset())  # a watcher call, must not raise
+    assert part.ring is ring
+    assert "keeping the old one" in caplog.text
+
+
+def test_unsubscribe_and_close(groups: FakeGroups) -> None:
+    part = Partitioner(groups, "rug", "rug-0")
+    seen: list[Rebalance] = []
+    stop = part.on_rebalance(seen.append)
+    stop()
+    stop()  # idempotent
+    groups.put("rug", FakeMember("rug-3"))
+    assert seen == []
+
+    part.on_rebalance(seen.append)
+    with part:
+        assert part.mine(RESOURCES)
+    assert not part.active
+    assert part.mine(RESOURCES) == []
+    assert not any(part.belongs_to_me(k) for k in RESOURCES)
+    assert groups.watchers["rug"] == []
+    part.close()  # idempotent
+    assert part.refresh() is None
+    assert seen == []
+
+
+def test_observer_cannot_ask_what_is_its_own(groups: FakeGroups) -> None:
+    part = Partitioner(groups, "rug")
+    assert part.member_id is None and not part.active
+    assert part.owner("x") is not None
+    with pytest.raises(ValueError):
+        part.belongs_to_me("x")
+    with pytest.raises(ValueError):
+        part.mine(["x"])
+    assert "rug" in repr(part)

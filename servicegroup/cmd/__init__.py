@@ -1,0 +1,1 @@
+"""The ``servicegroup`` command."""

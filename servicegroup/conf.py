@@ -1,0 +1,151 @@
+"""Configuration options of servicegroup (oslo.config).
+
+Options live in ``[DEFAULT]`` under Nova's names so an existing ``nova.conf``
+keeps working; new tuning options carry the ``servicegroup_`` prefix.
+:func:`register_opts` tolerates a host service (Nova) that registered
+``report_interval`` or ``service_down_time`` itself: its definitions win.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+from oslo_config import cfg
+
+LOG = logging.getLogger(__name__)
+
+#: Where the embedded ``file://`` backend keeps its state unless configured.
+DEFAULT_STATE_PATH = os.path.join(
+    os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"),
+    "servicegroup",
+)
+
+#: How much longer than ``report_interval`` ``service_down_time`` becomes
+#: when it was configured too short (what Nova does).
+DOWN_TIME_FACTOR = 2.5
+
+service_group_opts: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "servicegroup_driver",
+        default="tooz",
+        help="The driver that tells which services are alive. Plugins are "
+        "found in the 'servicegroup.drivers' entry point namespace; 'tooz' "
+        "is the supported one, 'mc' and 'zk' are deprecated shims that "
+        "delegate to it.",
+    ),
+    cfg.StrOpt(
+        "servicegroup_tooz_url",
+        default="file://$servicegroup_state_path/tooz",
+        secret=True,
+        help="The tooz coordination backend URL, for example "
+        "'kazoo://zk1:2181', 'etcd3+http://etcd:2379', "
+        "'redis://redis:6379', 'memcached://memcached:11211' or "
+        "'file:///var/lib/servicegroup'. The default keeps membership in a "
+        "local directory, which only works for services on one host.",
+    ),
+    cfg.StrOpt(
+        "servicegroup_state_path",
+        default=DEFAULT_STATE_PATH,
+        sample_default="~/.local/state/servicegroup",
+        help="Directory for local state, used by the default file:// backend URL.",
+    ),
+    cfg.FloatOpt(
+        "report_interval",
+        default=10.0,
+        min=0.01,
+        help="Seconds between two heartbeats of a joined service.",
+    ),
+    cfg.FloatOpt(
+        "service_down_time",
+        default=60.0,
+        min=0.01,
+        help="Seconds without a heartbeat after which a service is "
+        "considered down. It must be longer than report_interval; when it "
+        "is not, 2.5 times report_interval is used instead.",
+    ),
+    cfg.FloatOpt(
+        "servicegroup_refresh_interval",
+        default=1.0,
+        min=0.01,
+        help="Seconds between two refreshes of the local view of a group "
+        "that answers is_up without network traffic. A graceful leave is "
+        "seen by observers within this time.",
+    ),
+    cfg.FloatOpt(
+        "servicegroup_backend_timeout",
+        default=5.0,
+        min=0.01,
+        help="Seconds to wait for one backend operation, and for the first "
+        "view of a group, before giving up on it.",
+    ),
+    cfg.FloatOpt(
+        "servicegroup_retry_max_interval",
+        default=10.0,
+        min=0.01,
+        help="Upper bound, in seconds, of the exponential backoff between "
+        "attempts to reach a backend that is down. report_interval is used "
+        "when it is smaller, so a recovered backend sees every member again "
+        "within one report_interval.",
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """The timing a driver runs with, after validation and adjustment."""
+
+    report_interval: float
+    service_down_time: float
+    refresh_interval: float
+    backend_timeout: float
+    retry_max_interval: float
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the servicegroup options into ``conf``.
+
+    An option the host already registered under the same name (Nova's
+    ``report_interval`` and ``service_down_time``) is kept as it is.
+    """
+    for opt in service_group_opts:
+        try:
+            conf.register_opt(opt)
+        except cfg.DuplicateOptError:
+            LOG.debug("Option %s is already registered by the host", opt.name)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """The options by group, for ``oslo-config-generator``."""
+    return [("DEFAULT", list(service_group_opts))]
+
+
+def timing_from_conf(conf: cfg.ConfigOpts) -> Timing:
+    """Read the timing options, fixing a ``service_down_time`` too short.
+
+    A service that is declared down before it had a chance to report twice
+    would flap, so ``service_down_time <= report_interval`` becomes
+    ``2.5 * report_interval`` with a warning, as Nova does.
+    """
+    report_interval = float(conf.report_interval)
+    service_down_time = float(conf.service_down_time)
+    if service_down_time <= report_interval:
+        adjusted = report_interval * DOWN_TIME_FACTOR
+        LOG.warning(
+            "service_down_time (%s s) must be longer than report_interval "
+            "(%s s); using %s s instead",
+            service_down_time,
+            report_interval,
+            adjusted,
+        )
+        service_down_time = adjusted
+    return Timing(
+        report_interval=report_interval,
+        service_down_time=service_down_time,
+        refresh_interval=float(conf.servicegroup_refresh_interval),
+        backend_timeout=float(conf.servicegroup_backend_timeout),
+        retry_max_interval=min(
+            float(conf.servicegroup_retry_max_interval), report_interval
+        ),
+    )

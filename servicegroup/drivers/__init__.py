@@ -1,0 +1,1 @@
+"""Service group drivers, found through the ``servicegroup.drivers`` entry points."""

@@ -1,0 +1,613 @@
+"""The service group driver on tooz coordinators.
+
+The backend is chosen by ``servicegroup_tooz_url``:
+
+==========================  ==============================================
+URL                         backend
+==========================  ==============================================
+``kazoo://h1:2181``         ZooKeeper (``zookeeper://`` is the same);
+                            more hosts with ``?hosts=h2:2181&hosts=h3:2181``
+``etcd3+http://h:2379``     etcd v3 through its gRPC gateway (one host)
+``redis://h:6379``          Redis; Sentinel: ``redis://s1:26379?sentinel=NAME``
+                            ``&sentinel_fallback=s2:26379``
+``memcached://h:11211``     memcached, or twemproxy in front of several
+``file:///var/lib/sg``      a local directory (one host only)
+``fake://name``             in memory, for tests (:mod:`servicegroup.testing`)
+==========================  ==============================================
+
+Timing is translated into each backend's own knob unless the URL sets it:
+``service_down_time`` becomes ``membership_timeout`` (Redis, memcached,
+etcd lease TTL), the ZooKeeper session ``timeout``, or the file ``timeout``;
+``servicegroup_backend_timeout`` becomes the socket/HTTP ``timeout`` where
+that is a separate option. :meth:`ToozServiceGroupDriver.describe` reports the
+values in effect.
+
+Each joined (member, group) pair gets its own tooz coordinator whose tooz
+member id is ``MEMBER@GROUP``: Redis and memcached keep one liveness key per
+tooz member id, so the same host in two groups from two processes (a
+compute and a conductor on one machine) must not share one. One more
+coordinator, which never joins anything, reads groups for the local view.
+
+Only this module (and the fake backend) imports tooz.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime
+import importlib.metadata
+import logging
+import math
+import os
+import socket
+import tempfile
+import threading
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from oslo_config import cfg
+from tooz import coordination
+from tooz import utils as tooz_utils
+from tooz.drivers import file as tooz_file
+
+from servicegroup import conf as sg_conf
+from servicegroup import exceptions, heartbeat, membership, scheduling
+from servicegroup import member as sg_member
+from servicegroup.drivers import base
+
+LOG = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TOOZ_BACKENDS_NAMESPACE = "tooz.backends"
+
+#: tooz backends without group membership: they cannot host a service group.
+NO_MEMBERSHIP = frozenset({"ipc", "mysql", "postgresql", "kubernetes"})
+
+#: Separates member and group in the tooz member id (see module docstring).
+MEMBER_GROUP_SEPARATOR = "@"
+
+#: Consecutive failed reads after which the observer coordinator is rebuilt.
+OBSERVER_RECONNECT_AFTER = 5
+
+
+# -- URLs ---------------------------------------------------------------------
+
+
+def available_backends() -> list[str]:
+    """URL schemes of the installed tooz backends that support groups."""
+    names = {
+        ep.name for ep in importlib.metadata.entry_points(group=TOOZ_BACKENDS_NAMESPACE)
+    }
+    return sorted(names - NO_MEMBERSHIP)
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (in the netloc or the query) masked."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostinfo}" if ":" in userinfo else netloc
+    query = urllib.parse.urlencode(
+        [
+            (k, "***" if "password" in k.lower() or "key" in k.lower() else v)
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        ],
+        safe="/:,",
+    )
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, query, parts.fragment)
+    )
+
+
+def parse_url(url: object) -> urllib.parse.SplitResult:
+    """Check ``url`` names an installed tooz backend with groups."""
+    if not isinstance(url, str) or not url.strip():
+        raise exceptions.InvalidURL(
+            "servicegroup_tooz_url is empty; set it to a tooz URL such as "
+            "redis://127.0.0.1:6379 or file:///var/lib/servicegroup"
+        )
+    shown = redact_url(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError as exc:
+        raise exceptions.InvalidURL(f"{shown!r} is not a valid URL: {exc}") from exc
+    if not parts.scheme or "://" not in url:
+        raise exceptions.InvalidURL(
+            f"{shown!r} is not a URL; expected SCHEME://..., for example "
+            "redis://127.0.0.1:6379"
+        )
+    schemes = available_backends()
+    if parts.scheme not in schemes:
+        why = (
+            "has no group membership"
+            if parts.scheme in NO_MEMBERSHIP
+            else "is not an installed tooz backend"
+        )
+        raise exceptions.UnknownBackend(
+            f"URL scheme {parts.scheme!r} {why}; available: {', '.join(schemes)}"
+        )
+    if parts.scheme == "file" and not parts.path:
+        raise exceptions.InvalidURL(
+            f"{shown!r} has no directory; use file:///absolute/path"
+        )
+    return parts
+
+
+def backend_options(
+    scheme: str, url_options: Mapping[str, Any], timing: sg_conf.Timing
+) -> dict[str, Any]:
+    """tooz options that carry our timing, for those the URL does not set."""
+    down = timing.service_down_time
+    op_timeout = timing.backend_timeout
+    wanted: dict[str, Any]
+    if scheme in ("kazoo", "zookeeper"):
+        # The session timeout is the liveness timeout; kazoo reconnects by
+        # itself and must not back off longer than we would.
+        wanted = {
+            "timeout": down,
+            "connection_retry": {
+                "max_tries": -1,
+                "delay": 0.1,
+                "max_delay": timing.retry_max_interval,
+            },
+        }
+    elif scheme == "file":
+        wanted = {"timeout": math.ceil(down)}
+    elif scheme in ("memcached", "etcd3+http", "etcd3+https"):
+        # These drivers take whole seconds: round up, never down.
+        wanted = {
+            "membership_timeout": math.ceil(down),
+            "timeout": math.ceil(op_timeout),
+        }
+    elif scheme == "redis":
+        wanted = {"membership_timeout": down, "timeout": math.ceil(op_timeout)}
+    else:
+        wanted = {"membership_timeout": down}
+    return {k: v for k, v in wanted.items() if k not in url_options}
+
+
+def tooz_member_id(member_id: str, group_id: str) -> bytes:
+    """The tooz member id of ``member_id`` in ``group_id``."""
+    return f"{member_id}{MEMBER_GROUP_SEPARATOR}{group_id}".encode()
+
+
+def member_id_from_tooz(raw: bytes | str, group_id: str) -> str:
+    """Inverse of :func:`tooz_member_id`; foreign ids pass through."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    suffix = MEMBER_GROUP_SEPARATOR + group_id
+    return text[: -len(suffix)] if text.endswith(suffix) else text
+
+
+# -- tooz plumbing ------------------------------------------------------------
+
+
+class _AlreadyExists(exceptions.BackendError):
+    """The group or member we tried to create is already there."""
+
+
+@contextlib.contextmanager
+def translate_errors(what: str) -> Iterator[None]:
+    """Turn whatever tooz or its client library raised into our errors."""
+    try:
+        yield
+    except coordination.GroupNotCreated as exc:
+        raise exceptions.GroupNotFound(f"{what}: group not found") from exc
+    except coordination.MemberNotJoined as exc:
+        raise exceptions.MemberNotFound(f"{what}: member not in group") from exc
+    except (
+        coordination.GroupAlreadyExist,
+        coordination.MemberAlreadyExist,
+    ) as exc:
+        raise _AlreadyExists(f"{what}: already exists") from exc
+    except coordination.ToozConnectionError as exc:
+        raise exceptions.BackendUnavailable(f"{what}: {exc}") from exc
+    except (
+        coordination.OperationTimedOut,
+        concurrent.futures.TimeoutError,
+    ) as exc:
+        raise exceptions.BackendTimeout(f"{what}: timed out") from exc
+    except exceptions.ServiceGroupError:
+        raise
+    except Exception as exc:
+        # Drivers let some client errors through untranslated (redis-py,
+        # kazoo, requests): at this seam they are all backend failures.
+        raise exceptions.BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+class _FileDriver(tooz_file.FileDriver):
+    """tooz's file driver plus the ``update_capabilities`` it lacks.
+
+    The heartbeat rewrites the member record, so the file's mtime (which the
+    driver uses for liveness) and the stored timestamp move together.
+    """
+
+    def update_capabilities(
+        self, group_id: bytes, capabilities: coordination.Capabilities | None
+    ) -> coordination.CoordAsyncResult[None]:
+        group_dir = os.path.join(self._group_dir, self._make_filesystem_safe(group_id))
+        me_path = os.path.join(group_dir, f"{self._safe_member_id}.raw")
+
+        def _update() -> None:
+            with self._driver_lock:
+                if not os.path.exists(os.path.join(group_dir, ".metadata")):
+                    raise coordination.GroupNotCreated(group_id)
+                try:
+                    with open(me_path, "rb") as fh:
+                        details = tooz_utils.loads(fh.read())
+                except FileNotFoundError:
+                    raise coordination.MemberNotJoined(
+                        group_id, self._member_id
+                    ) from None
+                details["capabilities"] = capabilities
+                fd, tmp_path = tempfile.mkstemp(".tooz", dir=self._tmpdir)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(tooz_utils.dumps(details))
+                os.replace(tmp_path, me_path)
+
+        return tooz_file.FileFutureResult(self._executor.submit(_update))
+
+
+class ToozBackend:
+    """One backend URL: makes coordinators and waits on their results."""
+
+    def __init__(self, url: str, timing: sg_conf.Timing) -> None:
+        self._parts = parse_url(url)
+        self._url = url
+        self.scheme = self._parts.scheme
+        self.redacted_url = redact_url(url)
+        url_options = urllib.parse.parse_qs(self._parts.query)
+        self.options = backend_options(self.scheme, url_options, timing)
+        self.timing = timing
+        self.effective = self._effective_timeouts(url_options)
+
+    def _effective_timeouts(
+        self, url_options: Mapping[str, list[str]]
+    ) -> dict[str, float]:
+        merged: dict[str, Any] = {k: v[-1] for k, v in url_options.items()}
+        merged.update(self.options)
+        key = (
+            "timeout"
+            if self.scheme in ("kazoo", "zookeeper", "file")
+            else "membership_timeout"
+        )
+        # For ZooKeeper this is the session timeout asked for: the server
+        # clamps it to its minSessionTimeout..maxSessionTimeout (2..20 x
+        # tickTime by default) and kazoo keeps the negotiated value private.
+        return {"membership_timeout": float(merged.get(key, 0) or 0)}
+
+    def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
+        """A started coordinator for ``tooz_member``."""
+        with translate_errors(f"connecting to {self.redacted_url}"):
+            if self.scheme == "file":
+                options = {k: [v] for k, v in self.options.items()}
+                for key, values in urllib.parse.parse_qs(self._parts.query).items():
+                    options.setdefault(key, values)
+                coord: coordination.CoordinationDriver = _FileDriver(
+                    tooz_member, self._parts, options
+                )
+            else:
+                coord = coordination.get_coordinator(
+                    self._url, tooz_member, **self.options
+                )
+            try:
+                coord.start(start_heart=False)
+            except BaseException:
+                _stop_quietly(coord)
+                raise
+        return coord
+
+    def wait(self, what: str, result: coordination.CoordAsyncResult[T]) -> T:
+        """The value of a tooz async result, within the backend timeout."""
+        with translate_errors(what):
+            return result.get(timeout=self.timing.backend_timeout)
+
+
+def _stop_quietly(coord: coordination.CoordinationDriver) -> None:
+    # tooz's stop() leaves every joined group and waits without a timeout;
+    # we already left (with one), so a dead backend must not hang us here.
+    coord._joined_groups = set()
+    try:
+        coord.stop()
+    except Exception:  # noqa: BLE001 - closing must never fail the caller
+        LOG.debug("Ignoring error while stopping a tooz coordinator", exc_info=True)
+
+
+class ToozMemberSession(heartbeat.MemberSession):
+    """One member in one group, through its own tooz coordinator."""
+
+    def __init__(self, backend: ToozBackend, member_id: str, group_id: str) -> None:
+        self._backend = backend
+        self._tooz_member = tooz_member_id(member_id, group_id)
+        self._group = group_id.encode()
+        self._name = f"member {member_id} of group {group_id}"
+        self._coord: coordination.CoordinationDriver | None = None
+
+    def _require(self) -> coordination.CoordinationDriver:
+        if self._coord is None:
+            raise exceptions.BackendUnavailable(f"{self._name}: not connected")
+        return self._coord
+
+    def connect(self) -> None:
+        self._coord = self._backend.coordinator(self._tooz_member)
+
+    def beat(self) -> None:
+        coord = self._require()
+        with translate_errors(f"heartbeat of {self._name}"):
+            coord.heartbeat()
+
+    def join(self, record: Mapping[str, Any]) -> None:
+        coord = self._require()
+        wait = self._backend.wait
+        what = f"joining {self._name}"
+        try:
+            wait(what, coord.join_group(self._group, dict(record)))
+            return
+        except exceptions.GroupNotFound:
+            with contextlib.suppress(_AlreadyExists):
+                wait("creating group", coord.create_group(self._group))
+            try:
+                wait(what, coord.join_group(self._group, dict(record)))
+                return
+            except _AlreadyExists:
+                pass
+        except _AlreadyExists:
+            pass
+        # An entry with our id survives from a process that crashed (or a
+        # session or lease that expired): replace it now rather than wait
+        # for the backend to expire it.
+        LOG.info("Replacing a stale entry for %s", self._name)
+        with contextlib.suppress(exceptions.MemberNotFound):
+            wait(f"removing stale {self._name}", coord.leave_group(self._group))
+        wait(what, coord.join_group(self._group, dict(record)))
+
+    def refresh(self, record: Mapping[str, Any]) -> None:
+        coord = self._require()
+        self._backend.wait(
+            f"updating {self._name}",
+            coord.update_capabilities(self._group, dict(record)),
+        )
+
+    def leave(self) -> None:
+        coord = self._require()
+        self._backend.wait(f"leaving {self._name}", coord.leave_group(self._group))
+
+    def close(self) -> None:
+        if self._coord is not None:
+            _stop_quietly(self._coord)
+            self._coord = None
+
+
+class ToozObserver:
+    """Reads groups through a coordinator that never joins any."""
+
+    def __init__(self, backend: ToozBackend) -> None:
+        self._backend = backend
+        self._tooz_member = (
+            f"observer-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        ).encode()
+        self._coord: coordination.CoordinationDriver | None = None
+        self._failures = 0
+        self._lock = threading.Lock()
+
+    def _coordinator(self) -> coordination.CoordinationDriver:
+        if self._coord is None:
+            self._coord = self._backend.coordinator(self._tooz_member)
+        return self._coord
+
+    def _read(
+        self, what: str, call: Callable[[coordination.CoordinationDriver], Any]
+    ) -> Any:
+        with self._lock:
+            try:
+                result = self._backend.wait(what, call(self._coordinator()))
+            except (exceptions.GroupNotFound, exceptions.MemberNotFound):
+                self._failures = 0
+                raise
+            except exceptions.BackendError:
+                self._failures += 1
+                if self._failures % OBSERVER_RECONNECT_AFTER == 0:
+                    self.close_locked()
+                raise
+            self._failures = 0
+            return result
+
+    def fetch(self, group_id: str) -> dict[str, Any]:
+        """Members of ``group_id`` that are alive -> their stored record."""
+        raw = self._read(
+            f"reading group {group_id}",
+            lambda c: c.get_members_with_capabilities(group_id.encode()),
+        )
+        return {member_id_from_tooz(k, group_id): v for k, v in raw.items()}
+
+    def groups(self) -> list[str]:
+        raw = self._read("listing groups", lambda c: c.get_groups())
+        return sorted(g.decode() if isinstance(g, bytes) else g for g in raw)
+
+    def close_locked(self) -> None:
+        if self._coord is not None:
+            _stop_quietly(self._coord)
+            self._coord = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_locked()
+
+
+# -- the driver ---------------------------------------------------------------
+
+
+class ToozServiceGroupDriver(base.ServiceGroupDriver):
+    """Service groups on any tooz backend that supports group membership.
+
+    :param conf: options registered by :func:`servicegroup.conf.register_opts`.
+    :param clock: runs the background tasks (a FakeClock in tests).
+    :param url: overrides ``conf.servicegroup_tooz_url``.
+    """
+
+    def __init__(
+        self,
+        conf: cfg.ConfigOpts,
+        *,
+        clock: scheduling.Clock | None = None,
+        url: str | None = None,
+    ) -> None:
+        self._timing = sg_conf.timing_from_conf(conf)
+        self._backend = ToozBackend(
+            url if url is not None else conf.servicegroup_tooz_url,
+            self._timing,
+        )
+        self._clock = clock or scheduling.SystemClock()
+        self._observer = ToozObserver(self._backend)
+        self._membership = membership.MembershipCache(
+            self._observer.fetch, self._clock, self._timing
+        )
+        self._agents: dict[tuple[str, str], heartbeat.MemberAgent] = {}
+        self._lock = threading.Lock()
+        self._stopped = False
+        LOG.info(
+            "servicegroup on %s: report_interval %.1f s, service_down_time %.1f s",
+            self._backend.redacted_url,
+            self._timing.report_interval,
+            self._timing.service_down_time,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ToozServiceGroupDriver {self._backend.redacted_url}>"
+
+    @property
+    def timing(self) -> sg_conf.Timing:
+        """The timing in effect (after adjusting service_down_time)."""
+        return self._timing
+
+    def describe(self) -> Mapping[str, Any]:
+        return {
+            "driver": "tooz",
+            "url": self._backend.redacted_url,
+            "backend": self._backend.scheme,
+            "report_interval": self._timing.report_interval,
+            "service_down_time": self._timing.service_down_time,
+            "refresh_interval": self._timing.refresh_interval,
+            **self._backend.effective,
+        }
+
+    def join(
+        self, member_id: str, group_id: str, capabilities: Mapping[str, Any]
+    ) -> None:
+        with self._lock:
+            if self._stopped:
+                raise exceptions.ServiceGroupError(
+                    "the service group driver is stopped",
+                    group_id=group_id,
+                    member_id=member_id,
+                )
+            agent = self._agents.get((member_id, group_id))
+            if agent is None:
+                session = ToozMemberSession(self._backend, member_id, group_id)
+                self._agents[(member_id, group_id)] = heartbeat.MemberAgent(
+                    member_id,
+                    group_id,
+                    capabilities,
+                    session,
+                    self._clock,
+                    self._timing,
+                )
+                return
+        agent.update_capabilities(capabilities)
+
+    def update_capabilities(
+        self, member_id: str, group_id: str, capabilities: Mapping[str, Any]
+    ) -> None:
+        with self._lock:
+            agent = self._agents.get((member_id, group_id))
+        if agent is None:
+            raise exceptions.MemberNotJoined(
+                f"member {member_id} has not joined group {group_id} here",
+                group_id=group_id,
+                member_id=member_id,
+            )
+        agent.update_capabilities(capabilities)
+
+    def leave(self, member_id: str, group_id: str) -> None:
+        with self._lock:
+            agent = self._agents.pop((member_id, group_id), None)
+        if agent is None:
+            raise exceptions.MemberNotJoined(
+                f"member {member_id} has not joined group {group_id} here",
+                group_id=group_id,
+                member_id=member_id,
+            )
+        agent.leave(self._timing.backend_timeout)
+
+    def abandon(self, member_id: str, group_id: str) -> None:
+        """Stop heartbeating for a member without leaving: a simulated crash.
+
+        Observers see the member down after ``service_down_time``. For tests
+        (``ServiceGroupFixture.crash``); a real service calls ``leave``.
+        """
+        with self._lock:
+            agent = self._agents.pop((member_id, group_id), None)
+        if agent is None:
+            raise exceptions.MemberNotJoined(
+                f"member {member_id} has not joined group {group_id} here",
+                group_id=group_id,
+                member_id=member_id,
+            )
+        agent.abandon()
+
+    def is_up(self, member_id: str, group_id: str) -> bool:
+        up = self._membership.up_sets.get(group_id)
+        if up is None:
+            up = self._membership.up(group_id)
+        return member_id in up
+
+    def get_all(self, group_id: str) -> list[str]:
+        return sorted(self._membership.up(group_id))
+
+    def get_members(self, group_id: str) -> list[sg_member.Member]:
+        view = self._membership.view(group_id)
+        return [view.members[k] for k in sorted(view.members)]
+
+    def get_updated_time(
+        self, member_id: str, group_id: str
+    ) -> datetime.datetime | None:
+        known = self._membership.view(group_id).members.get(member_id)
+        return None if known is None else known.updated_at
+
+    def get_groups(self) -> list[str]:
+        return self._observer.groups()
+
+    def watch(
+        self, group_id: str, callback: membership.WatchCallback
+    ) -> Callable[[], None]:
+        return self._membership.watch(group_id, callback)
+
+    def stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            agents = list(self._agents.values())
+            self._agents.clear()
+        deadline = self._clock.monotonic() + self._timing.backend_timeout
+        for agent in agents:
+            agent.leave(max(0.0, deadline - self._clock.monotonic()))
+        self._membership.close()
+        self._observer.close()
+
+
+__all__ = [
+    "ToozServiceGroupDriver",
+    "available_backends",
+    "parse_url",
+    "redact_url",
+]

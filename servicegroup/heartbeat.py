@@ -1,0 +1,220 @@
+"""The loop that keeps one member in one group, whatever the backend does.
+
+A :class:`MemberAgent` owns a :class:`MemberSession` (the backend side, given
+by the driver) and runs one round per ``report_interval`` on the clock:
+connect if needed, heartbeat, rewrite its record. When the backend answers
+that the member or the group is missing (evicted after a pause, backend
+restarted empty, session or lease expired) the agent joins again in the same
+round. When the backend does not answer, it retries with capped exponential
+backoff and jitter, forever, so a host service starts and runs while its
+backend is down. Leaving and closing run on the same loop, so the session is
+only ever used from one thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import random
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from servicegroup import conf as sg_conf
+from servicegroup import exceptions, member, scheduling
+
+LOG = logging.getLogger(__name__)
+
+#: First retry delay after a failure; doubles up to the configured cap.
+INITIAL_BACKOFF = 0.1
+#: After this many failed rounds in a row, the session is rebuilt from
+#: scratch, in case the client library is stuck in a state it cannot leave.
+RECONNECT_AFTER_FAILURES = 5
+#: Delay reported to the clock once the agent is done (it is cancelled then).
+IDLE = 3600.0
+
+
+class MemberSession(abc.ABC):
+    """One member's handle on one group in the backend.
+
+    Methods raise :class:`servicegroup.exceptions.BackendError` subclasses:
+    ``GroupNotFound`` and ``MemberNotFound`` mean the backend answered.
+    """
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Open the connection (may be called again after :meth:`close`)."""
+
+    @abc.abstractmethod
+    def beat(self) -> None:
+        """Tell the backend the member is alive."""
+
+    @abc.abstractmethod
+    def join(self, record: Mapping[str, Any]) -> None:
+        """Join the group, creating it if needed, replacing a stale entry."""
+
+    @abc.abstractmethod
+    def refresh(self, record: Mapping[str, Any]) -> None:
+        """Rewrite the member's record; raise MemberNotFound if it is gone."""
+
+    @abc.abstractmethod
+    def leave(self) -> None:
+        """Remove the member from the group."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Close the connection; never raises."""
+
+
+class _Goal(enum.Enum):
+    JOINED = "joined"
+    LEFT = "left"
+
+
+class MemberAgent:
+    """Keeps ``member_id`` in ``group_id`` until told to leave."""
+
+    def __init__(
+        self,
+        member_id: str,
+        group_id: str,
+        capabilities: Mapping[str, Any],
+        session: MemberSession,
+        clock: scheduling.Clock,
+        timing: sg_conf.Timing,
+    ) -> None:
+        self.member_id = member_id
+        self.group_id = group_id
+        self._capabilities = dict(capabilities)
+        self._session = session
+        self._clock = clock
+        self._timing = timing
+        self._goal = _Goal.JOINED
+        self._connected = False
+        self._joined = False
+        self._failures = 0
+        self._left = threading.Event()
+        self._timer = clock.schedule(
+            f"servicegroup-heartbeat-{group_id}-{member_id}",
+            self._round,
+            timing.report_interval,
+        )
+        # Waking rather than scheduling with no delay lets a FakeClock run
+        # the first round inline, so a test sees the member joined at once.
+        self._timer.wake()
+
+    @property
+    def joined(self) -> bool:
+        """Whether the backend accepted the member's latest record."""
+        return self._joined
+
+    def update_capabilities(self, capabilities: Mapping[str, Any]) -> None:
+        """Store new capabilities with the next heartbeat (sent at once)."""
+        self._capabilities = dict(capabilities)
+        self._timer.wake()
+
+    def leave(self, timeout: float) -> bool:
+        """Remove the member and close the session.
+
+        Waits up to ``timeout`` seconds; returns whether the backend confirmed.
+        A member that could not be removed is seen down after
+        ``service_down_time`` anyway.
+        """
+        self._goal = _Goal.LEFT
+        self._timer.wake()
+        done = self._clock.wait(self._left, timeout)
+        self._timer.cancel(timeout=0 if not done else timeout)
+        return done
+
+    def abandon(self) -> None:
+        """Stop heartbeating without leaving or closing, as a crash would."""
+        self._timer.cancel(timeout=0)
+
+    def _round(self) -> float:
+        if self._goal is _Goal.LEFT:
+            self._finish()
+            return IDLE
+        try:
+            self._keep_joined()
+        except exceptions.BackendError as exc:
+            return self._failed(exc)
+        if self._failures:
+            LOG.info(
+                "Member %s is back in group %s after %d failed attempts",
+                self.member_id,
+                self.group_id,
+                self._failures,
+            )
+        self._failures = 0
+        return self._timing.report_interval
+
+    def _keep_joined(self) -> None:
+        if not self._connected:
+            self._session.connect()
+            self._connected = True
+        self._session.beat()
+        record = member.envelope(self._capabilities, self._clock.time())
+        if not self._joined:
+            self._session.join(record)
+            self._joined = True
+            LOG.info("Member %s joined group %s", self.member_id, self.group_id)
+            return
+        try:
+            self._session.refresh(record)
+        except (exceptions.MemberNotFound, exceptions.GroupNotFound) as exc:
+            # Evicted after a pause, backend restarted empty, ZooKeeper
+            # session or etcd lease expired: the member is alive, so it
+            # belongs in the group again.
+            self._joined = False
+            LOG.warning(
+                "Member %s was missing from group %s (%s); joining again",
+                self.member_id,
+                self.group_id,
+                exc,
+            )
+            self._session.join(record)
+            self._joined = True
+
+    def _failed(self, exc: exceptions.BackendError) -> float:
+        self._failures += 1
+        delay = min(
+            self._timing.retry_max_interval,
+            INITIAL_BACKOFF * 2.0 ** min(self._failures - 1, 30),
+        ) * random.uniform(0.5, 1.0)
+        log = LOG.warning if self._failures == 1 else LOG.debug
+        log(
+            "Member %s could not report to group %s (attempt %d, retrying in "
+            "%.1f s): %s",
+            self.member_id,
+            self.group_id,
+            self._failures,
+            delay,
+            exc,
+        )
+        if self._failures % RECONNECT_AFTER_FAILURES == 0:
+            self._session.close()
+            self._connected = False
+            self._joined = False
+        return delay
+
+    def _finish(self) -> None:
+        if self._connected and self._joined:
+            try:
+                self._session.leave()
+                LOG.info("Member %s left group %s", self.member_id, self.group_id)
+            except (exceptions.MemberNotFound, exceptions.GroupNotFound):
+                pass
+            except exceptions.BackendError as exc:
+                LOG.warning(
+                    "Member %s could not leave group %s (%s); it will be "
+                    "seen down after service_down_time",
+                    self.member_id,
+                    self.group_id,
+                    exc,
+                )
+        # Waiters are released before closing: the member is out of the
+        # group already, and closing a tooz coordinator can take a second.
+        self._connected = self._joined = False
+        self._left.set()
+        self._session.close()

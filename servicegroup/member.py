@@ -1,0 +1,69 @@
+"""The member record observers get, and what a member stores to produce it.
+
+A member stores a small envelope as its tooz capabilities: the caller's
+capabilities plus the wall-clock time of its latest heartbeat. Rewriting it
+on every heartbeat is also how a member notices that it was evicted (the
+backend answers that it is not in the group) and how ``get_updated_time`` is
+accurate to one ``report_interval`` on every backend.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+#: Marks an envelope written by servicegroup (other tooz users may share a
+#: group; their capabilities are passed through as they are).
+ENVELOPE_VERSION_KEY = "servicegroup"
+ENVELOPE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """What an observer knows about one member of a group.
+
+    :ivar id: the member id (Nova: the host).
+    :ivar group_id: the group (Nova: the topic).
+    :ivar is_up: whether the member's heartbeats are arriving.
+    :ivar capabilities: what the member joined with.
+    :ivar updated_at: its latest heartbeat as an aware UTC datetime, or None
+        if the backend does not say.
+    :ivar stale: True when this comes from a view that could not be
+        refreshed lately (the observer lost the backend).
+    """
+
+    id: str
+    group_id: str
+    is_up: bool
+    capabilities: Mapping[str, Any]
+    updated_at: datetime.datetime | None
+    stale: bool = False
+
+
+def envelope(capabilities: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The tooz capabilities a member stores: its own plus a timestamp."""
+    return {
+        ENVELOPE_VERSION_KEY: ENVELOPE_VERSION,
+        "capabilities": dict(capabilities),
+        "updated_at": now,
+    }
+
+
+def from_envelope(
+    raw: object,
+) -> tuple[Mapping[str, Any], datetime.datetime | None]:
+    """Split what a member stored into (capabilities, updated_at)."""
+    if isinstance(raw, Mapping) and raw.get(ENVELOPE_VERSION_KEY) is not None:
+        caps = raw.get("capabilities") or {}
+        stamp = raw.get("updated_at")
+        updated_at = (
+            datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc)
+            if isinstance(stamp, (int, float))
+            else None
+        )
+        return caps, updated_at
+    if isinstance(raw, Mapping):
+        return raw, None
+    return {}, None

@@ -1,0 +1,110 @@
+"""Clocks and periodic background tasks.
+
+Everything the library does in the background (heartbeats, refreshing the
+local view of a group) is a *task*: a callable that does one round of work and
+returns how many seconds to wait before the next round. A :class:`Clock`
+runs tasks. :class:`SystemClock` gives each task a daemon thread;
+:class:`servicegroup.testing.FakeClock` runs them inline when a test advances
+time, which makes timing behaviour deterministic without sleeping.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+LOG = logging.getLogger(__name__)
+
+#: One round of background work; returns the delay before the next round.
+Task = Callable[[], float]
+
+#: Delay before a task that raised runs again (it should not raise at all).
+FAILED_TASK_DELAY = 1.0
+
+
+class Timer(abc.ABC):
+    """Handle of a scheduled task."""
+
+    @abc.abstractmethod
+    def wake(self) -> None:
+        """Run the task as soon as possible instead of after its delay."""
+
+    @abc.abstractmethod
+    def cancel(self, timeout: float | None = None) -> None:
+        """Stop running the task; wait up to ``timeout`` for a running round."""
+
+
+class Clock(abc.ABC):
+    """Tells the time and runs periodic tasks."""
+
+    @abc.abstractmethod
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch (what timestamps record)."""
+
+    @abc.abstractmethod
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, never going back (for delays)."""
+
+    @abc.abstractmethod
+    def schedule(self, name: str, task: Task, delay: float = 0.0) -> Timer:
+        """Run ``task`` after ``delay`` seconds, then after what it returns."""
+
+    @abc.abstractmethod
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        """Wait for ``event`` up to ``timeout`` seconds; True if it is set."""
+
+
+def run_task_safely(name: str, task: Task) -> float:
+    """Run one round of ``task``; a task that raises is retried, not lost."""
+    try:
+        return task()
+    except Exception:
+        LOG.exception("Background task %s failed; retrying", name)
+        return FAILED_TASK_DELAY
+
+
+class _ThreadTimer(Timer):
+    def __init__(self, name: str, task: Task, delay: float) -> None:
+        self._task = task
+        self._wakeup = threading.Event()
+        self._cancelled = False
+        self._thread = threading.Thread(
+            target=self._run, args=(delay,), name=name, daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, delay: float) -> None:
+        while True:
+            self._wakeup.wait(max(0.0, delay))
+            self._wakeup.clear()
+            if self._cancelled:
+                return
+            delay = run_task_safely(self._thread.name, self._task)
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def cancel(self, timeout: float | None = None) -> None:
+        self._cancelled = True
+        self._wakeup.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+class SystemClock(Clock):
+    """The real time; each task runs on its own daemon thread."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def schedule(self, name: str, task: Task, delay: float = 0.0) -> Timer:
+        return _ThreadTimer(name, task, delay)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        return event.wait(timeout)
