@@ -63,9 +63,7 @@ class Worker:
         self.partitioner = Partitioner(api, group_id, member_id)
 
     def run(self, stop: threading.Event) -> None:
-        unsubscribe = self.partitioner.on_rebalance(
-            self.changes.put, initial=True
-        )
+        unsubscribe = self.partitioner.on_rebalance(self.changes.put, initial=True)
         try:
             while not stop.is_set():
                 try:
@@ -98,8 +96,8 @@ class Worker:
         self.partitioner.close()
         released = sorted(self.owned)
         self.owned.clear()
-        self.api.leave(self.member_id, self.group_id)
         self.report("stopped", members=[], took=[], released=released)
+        self.api.leave(self.member_id, self.group_id)
         self.api.stop()
 
     def report(
@@ -148,9 +146,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--member", required=True, help="this worker's id")
     parser.add_argument("--group", default="rug")
-    parser.add_argument(
-        "--resources", type=int, default=1000, help="routers to share"
-    )
+    parser.add_argument("--resources", type=int, default=1000, help="routers to share")
     parser.add_argument("--weight", type=float, default=1.0)
     parser.add_argument(
         "--url",
