@@ -4,6 +4,11 @@ Options live in ``[DEFAULT]`` under Nova's names so an existing ``nova.conf``
 keeps working; new tuning options carry the ``servicegroup_`` prefix.
 :func:`register_opts` tolerates a host service (Nova) that registered
 ``report_interval`` or ``service_down_time`` itself: its definitions win.
+
+The legacy inputs of the deprecated ``mc`` and ``zk`` drivers
+(:data:`legacy_opts`, :data:`zookeeper_opts`) are marked
+``deprecated_for_removal``; :mod:`servicegroup.drivers.legacy` turns them
+into tooz URLs.
 """
 
 from __future__ import annotations
@@ -92,6 +97,86 @@ service_group_opts: list[cfg.Opt] = [
 ]
 
 
+#: Why the legacy options exist and what replaces them (shown in the sample).
+_LEGACY_REASON = (
+    "Read only by the deprecated '{driver}' servicegroup driver, which "
+    "now builds a tooz URL from it. Set servicegroup_driver = tooz and "
+    "servicegroup_tooz_url = {example} instead (see the migration guide)."
+)
+
+#: Nova's own ``[DEFAULT]`` options read by the deprecated ``mc`` driver.
+legacy_opts: list[cfg.Opt] = [
+    cfg.ListOpt(
+        "memcached_servers",
+        # Nova's definition (memorycache.py): None means an in-process
+        # cache, which the mc driver refuses since it cannot be shared.
+        default=None,
+        deprecated_for_removal=True,
+        deprecated_reason=_LEGACY_REASON.format(
+            driver="mc", example="memcached://HOST:11211"
+        ),
+        help="Memcached servers, as a list of HOST:PORT, used by the "
+        "deprecated 'mc' servicegroup driver. tooz keeps a group in one key "
+        "on one server, so only the first server is used: put twemproxy in "
+        "front of several servers and list the proxy alone.",
+    ),
+]
+
+#: The group of Nova's ZooKeeper servicegroup driver options.
+zookeeper_group = cfg.OptGroup(
+    "zookeeper",
+    title="ZooKeeper servicegroup driver options (deprecated)",
+    help="Options of the deprecated 'zk' servicegroup driver, which now "
+    "builds a kazoo:// tooz URL from them.",
+)
+
+#: Nova's ``[zookeeper]`` options, read by the deprecated ``zk`` driver.
+zookeeper_opts: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "address",
+        deprecated_for_removal=True,
+        deprecated_reason=_LEGACY_REASON.format(
+            driver="zk", example="kazoo://HOST1:2181?hosts=HOST2:2181"
+        ),
+        help="The ZooKeeper servers, as HOST1:PORT,HOST2:PORT,... "
+        "Every server is given to the tooz kazoo driver.",
+    ),
+    cfg.IntOpt(
+        "recv_timeout",
+        default=4000,
+        deprecated_for_removal=True,
+        deprecated_reason=_LEGACY_REASON.format(
+            driver="zk", example="kazoo://HOST:2181?timeout=4"
+        ),
+        help="The ZooKeeper session timeout, in milliseconds (rounded up to "
+        "whole seconds). A service is down once its session expires, so "
+        "this, not service_down_time, is how long a silent service stays "
+        "up, as with the Liberty driver.",
+    ),
+    cfg.StrOpt(
+        "sg_prefix",
+        default="/servicegroups",
+        deprecated_for_removal=True,
+        deprecated_reason=_LEGACY_REASON.format(
+            driver="zk", example="kazoo://HOST:2181?namespace=servicegroups"
+        ),
+        help="The znode under which groups are kept; it becomes the tooz "
+        "namespace (groups are its children).",
+    ),
+    cfg.IntOpt(
+        "sg_retry_interval",
+        default=5,
+        deprecated_for_removal=True,
+        deprecated_reason="Read only by the deprecated 'zk' servicegroup "
+        "driver. Set servicegroup_retry_max_interval instead (see the "
+        "migration guide).",
+        help="Seconds to wait before trying to join again after the "
+        "connection to ZooKeeper is lost. Used as "
+        "servicegroup_retry_max_interval when it is smaller.",
+    ),
+]
+
+
 @dataclasses.dataclass(frozen=True)
 class Timing:
     """The timing a driver runs with, after validation and adjustment."""
@@ -114,11 +199,29 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
             conf.register_opt(opt)
         except cfg.DuplicateOptError:
             LOG.debug("Option %s is already registered by the host", opt.name)
+    # Nova (and other hosts) may define memcached_servers and [zookeeper]
+    # themselves, with other help texts or defaults: theirs win too.
+    for opt in legacy_opts:
+        try:
+            conf.register_opt(opt)
+        except cfg.DuplicateOptError:
+            LOG.debug("Option %s is already registered by the host", opt.name)
+    conf.register_group(zookeeper_group)
+    for opt in zookeeper_opts:
+        try:
+            conf.register_opt(opt, group=zookeeper_group)
+        except cfg.DuplicateOptError:
+            LOG.debug(
+                "Option [zookeeper] %s is already registered by the host", opt.name
+            )
 
 
-def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+def list_opts() -> list[tuple[str | cfg.OptGroup, list[cfg.Opt]]]:
     """The options by group, for ``oslo-config-generator``."""
-    return [("DEFAULT", list(service_group_opts))]
+    return [
+        ("DEFAULT", [*service_group_opts, *legacy_opts]),
+        (zookeeper_group, list(zookeeper_opts)),
+    ]
 
 
 def timing_from_conf(conf: cfg.ConfigOpts) -> Timing:
