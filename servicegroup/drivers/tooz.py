@@ -67,6 +67,11 @@ TOOZ_BACKENDS_NAMESPACE = "tooz.backends"
 #: tooz backends without group membership: they cannot host a service group.
 NO_MEMBERSHIP = frozenset({"ipc", "mysql", "postgresql", "kubernetes"})
 
+#: tooz drivers that run calls on an executor of their own.
+EXECUTOR_SCHEMES = frozenset(
+    {"redis", "memcached", "etcd3+http", "etcd3+https", "file"}
+)
+
 #: Separates member and group in the tooz member id (see module docstring).
 MEMBER_GROUP_SEPARATOR = "@"
 
@@ -173,6 +178,11 @@ def backend_options(
         wanted = {"membership_timeout": down, "timeout": math.ceil(op_timeout)}
     else:
         wanted = {"membership_timeout": down}
+    if scheme in EXECUTOR_SCHEMES:
+        # tooz would give every coordinator a thread pool whose shutdown
+        # takes a second; our own threads already do the waiting, and the
+        # client timeouts above bound every call.
+        wanted["executor"] = "synchronous"
     return {k: v for k, v in wanted.items() if k not in url_options}
 
 
