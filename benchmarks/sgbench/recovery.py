@@ -1,0 +1,95 @@
+"""Recovery: from a backend crash and restart to a whole membership again.
+
+N members in a worker process heartbeat with short timing. The server is
+SIGKILLed and started again empty (its data wiped: what memcached and a
+non-persistent Redis always do, and the worst case for ZooKeeper and etcd).
+Every member must notice it is missing and join again on its own; the
+observer must reconnect. Measured from the moment the server answers again
+until an observer's fresh (not stale) view lists all N, and the lowest count
+that view showed on the way (a backend that comes back empty is seen empty
+for a moment: that dip is real, not an artefact).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import servicegroup
+from sgbench import backends, procs
+
+REPORT_INTERVAL = 1.0
+SERVICE_DOWN_TIME = 3.0
+REFRESH_INTERVAL = 1.0
+#: How long a recovery may take before it is reported as not recovered.
+RECOVERY_TIMEOUT = 90.0
+
+
+def run(backend: backends.Backend, members: int) -> dict[str, Any]:
+    group = f"recovery-{int(time.time())}"
+    ids = [f"host{i:05d}" for i in range(members)]
+    workers = procs.spawn(
+        backend.url,
+        group,
+        ids,
+        1000,
+        report_interval=REPORT_INTERVAL,
+        service_down_time=SERVICE_DOWN_TIME,
+        join_timeout=60.0,
+        settle=0.0,
+    )
+    api = servicegroup.API(
+        conf=backends.make_conf(
+            backend.url,
+            report_interval=REPORT_INTERVAL,
+            service_down_time=SERVICE_DOWN_TIME,
+            refresh_interval=REFRESH_INTERVAL,
+        )
+    )
+    result: dict[str, Any] = {
+        "backend": backend.name,
+        "n": members,
+        "report_interval": REPORT_INTERVAL,
+        "service_down_time": SERVICE_DOWN_TIME,
+        "refresh_interval": REFRESH_INTERVAL,
+    }
+    try:
+        if not procs.wait_ready(workers, 60.0):
+            raise RuntimeError("workers did not start")
+        api.get_all(group)
+        for worker in workers:
+            worker.send("go")
+        deadline = time.monotonic() + 60.0
+        while len(api.get_all(group)) < members:
+            if time.monotonic() > deadline:
+                raise RuntimeError("members did not all join before the restart")
+            time.sleep(0.05)
+        time.sleep(2 * REPORT_INTERVAL)
+        membership = api.driver._membership  # type: ignore[attr-defined]
+        killed = time.monotonic()
+        backend.server.kill()
+        backend.server.start()
+        answering = time.monotonic()
+        result["restart_seconds"] = answering - killed
+        lowest = members
+        fresh_at: float | None = None
+        deadline = answering + RECOVERY_TIMEOUT
+        while time.monotonic() < deadline:
+            view = membership.view(group)
+            if view.fetched_at is not None and view.fetched_at > answering:
+                if fresh_at is None:
+                    fresh_at = view.fetched_at
+                lowest = min(lowest, len(view.up))
+                if len(view.up) == members:
+                    result["recovered_seconds"] = view.fetched_at - answering
+                    break
+            time.sleep(0.02)
+        else:
+            result["recovered"] = len(membership.view(group).up)
+        if fresh_at is not None:
+            result["observer_back_seconds"] = fresh_at - answering
+        result["lowest_seen"] = lowest
+        return result
+    finally:
+        api.stop()
+        procs.close_all(workers, 15.0)

@@ -1,0 +1,233 @@
+"""Scale per backend: joining, reading and heartbeating with N members.
+
+For each group size the members are hosted by worker processes (at most
+``per_worker`` each; every member keeps its own coordinator, connection and
+heartbeat thread, as it would in its own process), and the parent is the
+observer. Measured:
+
+* time until all have joined: on the members' side (every agent accepted)
+  and on the observer's side (``get_all`` lists all N);
+* ``refresh``: one backend read of the whole group (what the background
+  refresh does each ``servicegroup_refresh_interval``), and ``get_all``
+  from the local view;
+* backend operations and bytes per heartbeat round, counted by the server
+  while only the members talk to it (the observer is stopped);
+* client memory (RSS) and threads per member, in the workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import servicegroup
+from sgbench import backends, procs
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    report_interval: float
+    service_down_time: float
+    join_timeout: float
+    per_worker: int
+    rounds: int  # heartbeat rounds in the operation-count window
+    fetches: int  # timed backend reads of the whole group
+    fetch_seconds: float  # ... and the time they may take at most
+
+
+FULL = Settings(10.0, 60.0, 240.0, 1000, 2, 10, 60.0)
+QUICK = Settings(2.0, 6.0, 30.0, 1000, 1, 3, 10.0)
+
+HotPath = Callable[[servicegroup.API, str, list[str]], dict[str, Any]]
+
+
+def member_ids(n: int) -> list[str]:
+    return [f"host{i:05d}" for i in range(n)]
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _memcached_group_bytes(backend: backends.Backend, group: str) -> dict[str, Any]:
+    """Size of the one value that holds a whole group in tooz's driver."""
+    from pymemcache.client.base import Client
+
+    server = backend.server
+    client = Client((server.host, server.port), connect_timeout=5, timeout=5)
+    try:
+        raw = client.get(b"_TOOZ_GROUP_" + group.encode())
+    finally:
+        client.close()
+    settings = server.stats("settings")  # type: ignore[attr-defined]
+    return {
+        "group_value_bytes": len(raw) if raw is not None else 0,
+        "item_size_max": int(settings.get("item_size_max", 1024 * 1024)),
+    }
+
+
+def run_one(
+    backend: backends.Backend,
+    n: int,
+    settings: Settings,
+    hot_path: HotPath | None = None,
+) -> dict[str, Any]:
+    """Measure one group size on one backend; never raises for a limit hit."""
+    group = f"scale{n}-{int(time.time())}"
+    ids = member_ids(n)
+    result: dict[str, Any] = {
+        "backend": backend.name,
+        "n": n,
+        "report_interval": settings.report_interval,
+        "service_down_time": settings.service_down_time,
+    }
+    workers = procs.spawn(
+        backend.url,
+        group,
+        ids,
+        settings.per_worker,
+        report_interval=settings.report_interval,
+        service_down_time=settings.service_down_time,
+        join_timeout=settings.join_timeout,
+    )
+    result["workers"] = len(workers)
+    observer: servicegroup.API | None = None
+    try:
+        if not procs.wait_ready(workers, 120.0):
+            result["error"] = "workers did not start"
+            return result
+        observer = servicegroup.API(
+            conf=backends.make_conf(
+                backend.url,
+                report_interval=settings.report_interval,
+                service_down_time=settings.service_down_time,
+                refresh_interval=0.5,
+                backend_timeout=30.0,
+            )
+        )
+        observer.get_all(group)  # watch it now: the first fetch is done
+        started = time.monotonic()
+        for worker in workers:
+            worker.send("go")
+        deadline = started + settings.join_timeout
+        visible = 0
+        while time.monotonic() < deadline:
+            visible = len(observer.get_all(group))
+            if visible == n:
+                break
+            time.sleep(0.05)
+        result["visible"] = visible
+        if visible == n:
+            result["visible_seconds"] = time.monotonic() - started
+        finals = [
+            w.wait_event(
+                "joined", "timeout", timeout=max(1.0, deadline - time.monotonic())
+            )
+            for w in workers
+        ]
+        joined = sum(int(e["n"]) for e in finals if e is not None)
+        result["joined"] = joined
+        if joined == n and all(e and e["event"] == "joined" for e in finals):
+            result["join_seconds"] = max(float(e["seconds"]) for e in finals if e)
+        if joined < n or visible < n:
+            result["limit"] = (
+                f"{joined}/{n} joined, {visible}/{n} visible to the observer "
+                f"after {settings.join_timeout:.0f} s"
+            )
+            LOG.warning("%s N=%d: %s", backend.name, n, result["limit"])
+        memories = [w.wait_event("memory", timeout=30.0) for w in workers]
+        if all(memories):
+            delta = sum(e["rss_after"] - e["rss_before"] for e in memories if e)
+            threads = sum(e["threads"] for e in memories if e)
+            result["rss_per_member_kib"] = delta / n / 1024
+            result["threads_per_member"] = threads / n
+        if hot_path is not None and visible == n:
+            result["hot"] = hot_path(observer, group, ids)
+        # get_all from the local view: a sort of N ids, no network.
+        get_all = observer.get_all
+        count = 0
+        t0 = time.perf_counter()
+        while count < 200 and time.perf_counter() - t0 < 1.0:
+            get_all(group)
+            count += 1
+        result["get_all_local_ms"] = (time.perf_counter() - t0) / count * 1000
+        observer.stop()
+        observer = None
+        # Only the members talk to the server from now on.
+        time.sleep(1.0)
+        window = settings.rounds * settings.report_interval
+        before = backend.counters()
+        t0 = time.monotonic()
+        time.sleep(window)
+        after = backend.counters()
+        elapsed = time.monotonic() - t0
+        rounds = elapsed / settings.report_interval
+        ops_rate = (after["ops"] - before["ops"]) / elapsed
+        result["ops_per_round"] = (after["ops"] - before["ops"]) / rounds
+        result["ops_per_member_round"] = result["ops_per_round"] / n
+        result["bytes_per_round"] = (after["bytes"] - before["bytes"]) / rounds
+        result.update(_time_fetches(backend, group, settings, ops_rate))
+        if backend.name == "memcached":
+            result.update(_memcached_group_bytes(backend, group))
+            if result["group_value_bytes"]:
+                per_member = result["group_value_bytes"] / max(1, visible)
+                result["group_bytes_per_member"] = per_member
+                result["max_members_one_item"] = int(
+                    result["item_size_max"] / per_member
+                )
+        return result
+    finally:
+        if observer is not None:
+            observer.stop()
+        procs.close_all(workers, 30.0)
+
+
+def _time_fetches(
+    backend: backends.Backend, group: str, settings: Settings, ops_rate: float
+) -> dict[str, Any]:
+    """Latency and server operations of whole-group reads (refreshes)."""
+    api = servicegroup.API(
+        conf=backends.make_conf(
+            backend.url,
+            report_interval=settings.report_interval,
+            service_down_time=settings.service_down_time,
+            # No background refresh: only the timed reads below go out.
+            refresh_interval=3600.0,
+            backend_timeout=60.0,
+        )
+    )
+    try:
+        fetch = api.driver._observer.fetch  # type: ignore[attr-defined]
+        fetch(group)  # connect
+        latencies = []
+        before = backend.counters()
+        t0 = time.monotonic()
+        while (
+            len(latencies) < settings.fetches
+            and time.monotonic() - t0 < settings.fetch_seconds
+        ):
+            t = time.perf_counter()
+            fetch(group)
+            latencies.append(time.perf_counter() - t)
+        elapsed = time.monotonic() - t0
+        after = backend.counters()
+        # Members keep heartbeating meanwhile: their measured rate is taken out.
+        ops = (after["ops"] - before["ops"]) - ops_rate * elapsed
+        return {
+            "refresh_p50_ms": statistics.median(latencies) * 1000,
+            "refresh_p95_ms": _percentile(latencies, 0.95) * 1000,
+            "refresh_samples": len(latencies),
+            "ops_per_refresh": max(0.0, ops / len(latencies)),
+        }
+    finally:
+        api.stop()
