@@ -153,8 +153,11 @@ class API:
         The first question about a group waits for one fetch (bounded by
         ``servicegroup_backend_timeout``); later ones are a set lookup.
         """
-        if self._driver.is_up(member_id, group_id):
-            return True
+        try:
+            if self._driver.is_up(member_id, group_id):
+                return True
+        except TypeError:
+            pass  # an unhashable id: the checks below say what is wrong
         # Invalid ids are never up; they are checked only on this slower
         # path so the common answer costs one lookup.
         validation.member_id(member_id)

@@ -54,7 +54,13 @@ from tooz import utils as tooz_utils
 from tooz.drivers import file as tooz_file
 
 from servicegroup import conf as sg_conf
-from servicegroup import exceptions, heartbeat, membership, scheduling
+from servicegroup import (
+    exceptions,
+    heartbeat,
+    membership,
+    scheduling,
+    validation,
+)
 from servicegroup import member as sg_member
 from servicegroup.drivers import base
 
@@ -577,6 +583,11 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
     def is_up(self, member_id: str, group_id: str) -> bool:
         up = self._membership.up_sets.get(group_id)
         if up is None:
+            # The first question about a group costs a fetch: check the ids
+            # before any traffic (later questions need no check: an invalid
+            # id is simply never up).
+            validation.member_id(member_id)
+            validation.group_id(group_id)
             up = self._membership.up(group_id)
         return member_id in up
 
