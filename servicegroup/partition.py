@@ -396,6 +396,10 @@ class HashRing:
             raise IndexError(f"no partition {index} in {self!r}")
         return self._table[index]
 
+    def partition_owners(self) -> tuple[str, ...]:
+        """The owner of every partition, by partition index."""
+        return tuple(self._table)
+
     def owner(self, key: Key) -> str | None:
         """The member that owns ``key``; None only if the ring is empty."""
         # The hot path: one hash, one shift, one index. Kept inline.
@@ -488,6 +492,9 @@ class _MemberRecord(Protocol):
 
     @property
     def capabilities(self) -> Mapping[str, Any]: ...
+
+    @property
+    def stale(self) -> bool: ...
 
 
 class GroupMembership(Protocol):
@@ -639,6 +646,19 @@ class Partitioner:
             and self._member_id is not None
             and self._member_id in self._ring
         )
+
+    @property
+    def stale(self) -> bool:
+        """Whether this process could not refresh the group lately.
+
+        The ring then stays as it was (fail static), while the others may
+        already have evicted this member and handed its keys over. A worker
+        that must never share a key with another should stop claiming while
+        this is True. It reads the local view: no network traffic, but
+        O(members), so check it per batch rather than per key.
+        """
+        members = self._api.get_members(self._group_id)
+        return any(m.stale for m in members)
 
     # -- lookups --------------------------------------------------------------
 

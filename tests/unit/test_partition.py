@@ -53,7 +53,9 @@ keys = st.one_of(st.text(max_size=20), st.binary(max_size=20))
 
 
 def table(ring: HashRing) -> list[str]:
-    return [ring.partition_owner(i) for i in range(ring.partitions)]
+    owners = list(ring.partition_owners())
+    assert len(owners) == ring.partitions or not ring
+    return owners
 
 
 def only_moved_to(before: list[str], after: list[str], member: str) -> bool:
@@ -122,7 +124,10 @@ def test_golden_owners() -> None:
 )
 def test_golden_tables(members: dict[str, float], digest: str) -> None:
     ring = HashRing(members, partition_bits=BITS)
-    encoded = "\n".join(table(ring)).encode()
+    owners = table(ring)
+    assert ring.partition_owner(0) == owners[0]
+    assert ring.partition_owner(65535) == owners[-1]
+    encoded = "\n".join(owners).encode()
     assert hashlib.sha256(encoded).hexdigest() == digest
 
 
@@ -315,6 +320,7 @@ def test_empty_ring() -> None:
     assert ring.owners("x", 3) == []
     assert ring.owned_by(["x"], "a") == []
     assert ring.shares() == {}
+    assert ring.partition_owners() == ()
     with pytest.raises(IndexError):
         ring.partition_owner(0)
 
@@ -385,6 +391,7 @@ class FakeMember:
     id: str
     is_up: bool = True
     capabilities: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    stale: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -908,12 +915,19 @@ def test_lost_backend_keeps_the_last_ring(sg: ServiceGroupFixture) -> None:
     for part in parts.values():
         part.on_rebalance(seen.append)
     ring = parts["rug-a"].ring
+    assert not parts["rug-a"].stale
     # Fail static: an observer that cannot reach the backend keeps
-    # answering from its last view rather than dropping everyone.
+    # answering from its last view rather than dropping everyone, and says
+    # its view is stale so that a worker can fence itself.
     sg.store.set_reachable(False)
     sg.advance(sg.service_down_time + sg.refresh_interval)
     assert parts["rug-a"].ring is ring and seen == []
     assert claims(parts) == sorted(RESOURCES)
+    assert all(part.stale for part in parts.values())
+    sg.store.set_reachable(True)
+    sg.advance(sg.report_interval + sg.refresh_interval)
+    assert not any(part.stale for part in parts.values())
+    assert views_agree(parts, {"rug-a", "rug-b"})
 
 
 def test_weights_are_read_from_joined_capabilities(
