@@ -122,13 +122,20 @@ legacy_opts: list[cfg.Opt] = [
     ),
 ]
 
-#: The group of Nova's ZooKeeper servicegroup driver options.
-zookeeper_group = cfg.OptGroup(
-    "zookeeper",
-    title="ZooKeeper servicegroup driver options (deprecated)",
-    help="Options of the deprecated 'zk' servicegroup driver, which now "
-    "builds a kazoo:// tooz URL from them.",
-)
+ZOOKEEPER_GROUP = "zookeeper"
+
+
+def _zookeeper_group() -> cfg.OptGroup:
+    # A new object each time: ConfigOpts.register_group makes a shallow
+    # copy, so one shared OptGroup would share its options (and their
+    # overrides) between every ConfigOpts it was registered in.
+    return cfg.OptGroup(
+        ZOOKEEPER_GROUP,
+        title="ZooKeeper servicegroup driver options (deprecated)",
+        help="Options of the deprecated 'zk' servicegroup driver, which now "
+        "builds a kazoo:// tooz URL from them.",
+    )
+
 
 #: Nova's ``[zookeeper]`` options, read by the deprecated ``zk`` driver.
 zookeeper_opts: list[cfg.Opt] = [
@@ -206,10 +213,11 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
             conf.register_opt(opt)
         except cfg.DuplicateOptError:
             LOG.debug("Option %s is already registered by the host", opt.name)
-    conf.register_group(zookeeper_group)
+    if ZOOKEEPER_GROUP not in conf:
+        conf.register_group(_zookeeper_group())
     for opt in zookeeper_opts:
         try:
-            conf.register_opt(opt, group=zookeeper_group)
+            conf.register_opt(opt, group=ZOOKEEPER_GROUP)
         except cfg.DuplicateOptError:
             LOG.debug(
                 "Option [zookeeper] %s is already registered by the host", opt.name
@@ -220,7 +228,7 @@ def list_opts() -> list[tuple[str | cfg.OptGroup, list[cfg.Opt]]]:
     """The options by group, for ``oslo-config-generator``."""
     return [
         ("DEFAULT", [*service_group_opts, *legacy_opts]),
-        (zookeeper_group, list(zookeeper_opts)),
+        (_zookeeper_group(), list(zookeeper_opts)),
     ]
 
 
