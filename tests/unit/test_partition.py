@@ -40,6 +40,11 @@ PROPS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+# Exact properties (what moves, determinism) hold for every example, so
+# they explore new ones each run. Statistical ones (shares within 10%) hold
+# with overwhelming but not total probability; they run a fixed sample so
+# that CI cannot flake, and still fail if the ring's balance regresses.
+STATS = settings(PROPS, derandomize=True)
 
 member_ids = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyz0123456789-.é",
@@ -86,6 +91,22 @@ def test_movement_checks_catch_modulo_hashing() -> None:
     after = mod_n([f"m{i}" for i in range(10)] + ["new"])
     assert not only_moved_to(before, after, "new")
     assert moved(before, after) > 0.5
+
+
+def test_balance_bound_catches_a_classic_ring() -> None:
+    # A ring of 32 MD5 points per member (tooz's default) at 100 members:
+    # the balance bound used below must reject it.
+    points = sorted(
+        (int.from_bytes(hashlib.md5(f"m{m}-{v}".encode()).digest(), "big"), m)
+        for m in range(100)
+        for v in range(32)
+    )
+    shares = [0] * 100
+    previous = points[-1][0] - (1 << 128)
+    for point, member in points:
+        shares[member] += point - previous
+        previous = point
+    assert max(shares) / (1 << 128) * 100 > 1.10
 
 
 # -- determinism -------------------------------------------------------------
@@ -204,7 +225,7 @@ def test_weight_change_moves_only_that_members_keys(
     assert only_moved_to(before, after, member)
 
 
-@PROPS
+@STATS
 @given(size=st.integers(min_value=2, max_value=40), salt=st.integers(0, 999))
 def test_moved_share_is_close_to_ideal(size: int, salt: int) -> None:
     members = {f"node-{salt}-{i}" for i in range(size)}
@@ -219,7 +240,7 @@ def test_moved_share_is_close_to_ideal(size: int, salt: int) -> None:
 # -- balance ---------------------------------------------------------------
 
 
-@PROPS
+@STATS
 @given(size=st.integers(min_value=2, max_value=40), salt=st.integers(0, 999))
 def test_equal_members_get_equal_shares(size: int, salt: int) -> None:
     ring = HashRing({f"node-{salt}-{i}" for i in range(size)}, partition_bits=BITS)
@@ -229,7 +250,7 @@ def test_equal_members_get_equal_shares(size: int, salt: int) -> None:
     assert min(shares.values()) * size >= 0.90
 
 
-@PROPS
+@STATS
 @given(members=weighted_members)
 def test_shares_follow_weights(members: dict[str, float]) -> None:
     assume(len(members) >= 2)
@@ -659,8 +680,8 @@ def test_observer_cannot_ask_what_is_its_own(groups: FakeGroups) -> None:
 # -- convergence with real member processes ---------------------------------
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "rug_worker.py"
-REPORT_INTERVAL = 0.2
-SERVICE_DOWN_TIME = 1.0
+REPORT_INTERVAL = 0.25
+SERVICE_DOWN_TIME = 1.5
 REFRESH_INTERVAL = 0.2
 # Process scheduling on a busy two-core machine; the checks below are about
 # intervals of the library's own timing, not about this.
