@@ -91,9 +91,10 @@ _PLANE = 1 << _PLANE_BITS
 _MIN_PARTITION_BITS = _PLANE_BITS
 _MAX_PARTITION_BITS = 24
 
-# How many claims per partition to generate before looking for partitions
-# nobody reached yet; about e**-3 (5%) are left for the cheaper,
-# filtered passes that follow.
+# Claims per partition in the first pass of a plane. About e**-3 (5%) of
+# the partitions are still free after it; later passes size themselves on
+# how many are left, which costs less than one big pass sized for the
+# unluckiest partition.
 _OVERSAMPLE = 3.0
 
 # Rounds of claims that count (see _fill_plane). A group too small to
@@ -289,6 +290,9 @@ class HashRing:
                 f"partition_bits must be an int from {_MIN_PARTITION_BITS} "
                 f"to {_MAX_PARTITION_BITS}, not {partition_bits!r}"
             )
+        if isinstance(members, (str, bytes)):
+            # A lone id would be split into one member per character.
+            raise TypeError("members is a mapping or an iterable of ids")
         if isinstance(members, Mapping):
             items = list(members.items())
         else:

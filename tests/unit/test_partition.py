@@ -374,6 +374,7 @@ def test_mapping_and_iterable_forms_agree() -> None:
         ({"a": True}, TypeError),
         ({"": 1.0}, ValueError),
         ({1: 1.0}, TypeError),
+        ("abc", TypeError),
     ],
 )
 def test_bad_members_are_refused(
