@@ -486,8 +486,8 @@ def test_partitioner_matches_a_ring_of_the_up_members(
     groups: FakeGroups,
 ) -> None:
     groups.put("rug", FakeMember("rug-down", is_up=False))
-    part = Partitioner(groups, "rug", "rug-0")
-    ring = HashRing(["rug-0", "rug-1", "rug-2"])
+    part = Partitioner(groups, "rug", "rug-0", partition_bits=BITS)
+    ring = HashRing(["rug-0", "rug-1", "rug-2"], partition_bits=BITS)
     assert part.ring == ring
     assert part.active
     assert part.mine(RESOURCES) == ring.owned_by(RESOURCES, "rug-0")
@@ -500,13 +500,15 @@ def test_partitioner_matches_a_ring_of_the_up_members(
 def test_every_key_has_exactly_one_owner_among_members(
     groups: FakeGroups,
 ) -> None:
-    parts = [Partitioner(groups, "rug", f"rug-{i}") for i in range(3)]
+    parts = [
+        Partitioner(groups, "rug", f"rug-{i}", partition_bits=BITS) for i in range(3)
+    ]
     claimed = [key for part in parts for key in part.mine(RESOURCES)]
     assert sorted(claimed) == sorted(RESOURCES)
 
 
 def test_member_not_yet_seen_owns_nothing(groups: FakeGroups) -> None:
-    part = Partitioner(groups, "rug", "rug-new")
+    part = Partitioner(groups, "rug", "rug-new", partition_bits=BITS)
     assert not part.active
     assert part.mine(RESOURCES) == []
     assert not any(part.belongs_to_me(key) for key in RESOURCES)
@@ -518,14 +520,14 @@ def test_member_not_yet_seen_owns_nothing(groups: FakeGroups) -> None:
 
 
 def test_empty_group(groups: FakeGroups) -> None:
-    part = Partitioner(groups, "empty", "me")
+    part = Partitioner(groups, "empty", "me", partition_bits=BITS)
     assert part.owner("x") is None
     assert part.owners("x", 2) == []
     assert not part.belongs_to_me("x")
 
 
 def test_rebalance_reports_what_moved(groups: FakeGroups) -> None:
-    part = Partitioner(groups, "rug", "rug-0")
+    part = Partitioner(groups, "rug", "rug-0", partition_bits=BITS)
     seen: list[Rebalance] = []
     part.on_rebalance(seen.append)
     groups.put("rug", FakeMember("rug-3"))
@@ -556,7 +558,7 @@ def test_rebalance_reports_what_moved(groups: FakeGroups) -> None:
 def test_initial_rebalance_hands_over_current_keys(
     groups: FakeGroups,
 ) -> None:
-    part = Partitioner(groups, "rug", "rug-2")
+    part = Partitioner(groups, "rug", "rug-2", partition_bits=BITS)
     seen: list[Rebalance] = []
     part.on_rebalance(seen.append, initial=True)
     assert len(seen) == 1
@@ -565,7 +567,7 @@ def test_initial_rebalance_hands_over_current_keys(
 
 
 def test_no_rebalance_without_a_change(groups: FakeGroups) -> None:
-    part = Partitioner(groups, "rug", "rug-0")
+    part = Partitioner(groups, "rug", "rug-0", partition_bits=BITS)
     seen: list[Rebalance] = []
     part.on_rebalance(seen.append)
     ring = part.ring
@@ -577,7 +579,7 @@ def test_no_rebalance_without_a_change(groups: FakeGroups) -> None:
 
 def test_weights_come_from_capabilities(groups: FakeGroups) -> None:
     groups.put("rug", FakeMember("big", capabilities={"weight": 3}))
-    part = Partitioner(groups, "rug", "big")
+    part = Partitioner(groups, "rug", "big", partition_bits=BITS)
     assert part.ring.members["big"] == 3.0
     assert part.ring.shares()["big"] == pytest.approx(0.5, abs=0.02)
 
@@ -593,7 +595,7 @@ def test_weights_come_from_capabilities(groups: FakeGroups) -> None:
 
 def test_custom_weight_capability(groups: FakeGroups) -> None:
     groups.put("rug", FakeMember("big", capabilities={"cores": 8}))
-    part = Partitioner(groups, "rug", weight_capability="cores")
+    part = Partitioner(groups, "rug", weight_capability="cores", partition_bits=BITS)
     assert part.ring.members["big"] == 8.0
 
 
@@ -605,7 +607,7 @@ def test_bad_weight_counts_as_one_and_is_logged_once(
 ) -> None:
     groups.put("rug", FakeMember("odd", capabilities={"weight": bad}))
     with caplog.at_level(logging.WARNING, "servicegroup.partition"):
-        part = Partitioner(groups, "rug", "odd")
+        part = Partitioner(groups, "rug", "odd", partition_bits=BITS)
         groups.put("rug", FakeMember("rug-9"))
         part.refresh()
     assert part.ring.members["odd"] == 1.0
@@ -616,7 +618,7 @@ def test_bad_weight_counts_as_one_and_is_logged_once(
 def test_failing_callback_is_logged_and_others_still_run(
     groups: FakeGroups, caplog: pytest.LogCaptureFixture
 ) -> None:
-    part = Partitioner(groups, "rug", "rug-0")
+    part = Partitioner(groups, "rug", "rug-0", partition_bits=BITS)
     seen: list[Rebalance] = []
 
     def broken(change: Rebalance) -> None:
@@ -633,7 +635,7 @@ def test_failing_callback_is_logged_and_others_still_run(
 def test_failing_membership_read_keeps_the_old_ring(
     groups: FakeGroups, caplog: pytest.LogCaptureFixture
 ) -> None:
-    part = Partitioner(groups, "rug", "rug-0")
+    part = Partitioner(groups, "rug", "rug-0", partition_bits=BITS)
     ring = part.ring
 
     def unreachable(group_id: str) -> list[FakeMember]:
@@ -647,7 +649,7 @@ def test_failing_membership_read_keeps_the_old_ring(
 
 
 def test_unsubscribe_and_close(groups: FakeGroups) -> None:
-    part = Partitioner(groups, "rug", "rug-0")
+    part = Partitioner(groups, "rug", "rug-0", partition_bits=BITS)
     seen: list[Rebalance] = []
     stop = part.on_rebalance(seen.append)
     stop()
@@ -668,7 +670,7 @@ def test_unsubscribe_and_close(groups: FakeGroups) -> None:
 
 
 def test_observer_cannot_ask_what_is_its_own(groups: FakeGroups) -> None:
-    part = Partitioner(groups, "rug")
+    part = Partitioner(groups, "rug", partition_bits=BITS)
     assert part.member_id is None and not part.active
     assert part.owner("x") is not None
     with pytest.raises(ValueError):
@@ -859,7 +861,7 @@ def start_members(
     for name in names:
         api = sg.new_api()
         api.join(name, "rug", capabilities=caps or None)
-        parts[name] = Partitioner(api, "rug", name)
+        parts[name] = Partitioner(api, "rug", name, partition_bits=BITS)
     return parts
 
 
