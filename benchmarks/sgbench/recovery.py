@@ -1,8 +1,9 @@
 """Recovery: from a backend crash and restart to a whole membership again.
 
 N members in a worker process heartbeat with short timing. The server is
-SIGKILLed and started again empty (its data wiped: what memcached and a
-non-persistent Redis always do, and the worst case for ZooKeeper and etcd).
+SIGKILLed and started again, empty (its data wiped: what memcached and a
+non-persistent Redis always do, and the worst case for ZooKeeper and etcd)
+or, for ZooKeeper and etcd, with its data kept.
 Every member must notice it is missing and join again on its own; the
 observer must reconnect. Measured from the moment the server answers again
 until an observer's fresh (not stale) view lists all N, and the lowest count
@@ -12,6 +13,7 @@ for a moment: that dip is real, not an artefact).
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import Any
 
@@ -25,7 +27,8 @@ REFRESH_INTERVAL = 1.0
 RECOVERY_TIMEOUT = 90.0
 
 
-def run(backend: backends.Backend, members: int) -> dict[str, Any]:
+def run(backend: backends.Backend, members: int, wipe: bool = True) -> dict[str, Any]:
+    """One crash and restart; ``wipe``: the server comes back empty."""
     group = f"recovery-{int(time.time())}"
     ids = [f"host{i:05d}" for i in range(members)]
     workers = procs.spawn(
@@ -52,6 +55,7 @@ def run(backend: backends.Backend, members: int) -> dict[str, Any]:
         "report_interval": REPORT_INTERVAL,
         "service_down_time": SERVICE_DOWN_TIME,
         "refresh_interval": REFRESH_INTERVAL,
+        "wiped": wipe,
     }
     try:
         if not procs.wait_ready(workers, 60.0):
@@ -68,6 +72,10 @@ def run(backend: backends.Backend, members: int) -> dict[str, Any]:
         membership = api.driver._membership  # type: ignore[attr-defined]
         killed = time.monotonic()
         backend.server.kill()
+        if wipe:
+            # What a replaced node or a lost disk looks like; Redis without
+            # persistence and memcached come back empty whatever we do.
+            shutil.rmtree(backend.server.data_dir, ignore_errors=True)
         backend.server.start()
         answering = time.monotonic()
         result["restart_seconds"] = answering - killed
