@@ -9,8 +9,9 @@ From the repository root::
 
 Every server is started by the run itself on loopback (see
 ``servicegroup.testing.servers``); a backend whose server is not installed
-is skipped with a note. Writes ``RESULTS.md``, ``results.json`` and PNG
-plots to ``--out`` (default ``benchmarks/results``, git-ignored).
+is skipped with a note. Writes ``RESULTS.md`` (and the same tables as
+``RESULTS.rst`` for the doc page), ``results.json`` and PNG plots to
+``--out`` (default ``benchmarks/results``, git-ignored).
 
 The exit status is non-zero only when something is broken (a benchmark
 raised); a missed target is printed as ``MISSED`` with its ratio and does
@@ -41,6 +42,7 @@ from sgbench import (  # noqa: E402
     limits,
     recovery,
     report,
+    rst,
     scale,
 )
 
@@ -264,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report.markdown(results)
     with open(os.path.join(args.out, "RESULTS.md"), "w") as fh:
         fh.write(text)
+    # The same tables for doc/source/benchmarks.rst.
+    with open(os.path.join(args.out, "RESULTS.rst"), "w") as fh:
+        fh.write(rst.convert(text))
     with open(os.path.join(args.out, "results.json"), "w") as fh:
         json.dump(results, fh, indent=1, default=str)
     print(text)
