@@ -36,6 +36,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import datetime
+import functools
 import importlib.metadata
 import logging
 import math
@@ -273,6 +274,43 @@ class _FileDriver(tooz_file.FileDriver):
         return tooz_file.FileFutureResult(self._executor.submit(_update))
 
 
+@functools.cache
+def _redis_driver() -> type[coordination.CoordinationDriver]:
+    """tooz's Redis driver without redis-py's own retries.
+
+    redis-py retries a refused connection with exponential backoff (about a
+    minute in all before tooz sees an error), and tooz offers no option to
+    change that. The heartbeat loop already retries with backoff and jitter;
+    a second layer underneath only keeps a recovered backend waiting.
+    Imported on first use: redis-py is an optional extra.
+    """
+    from redis import backoff, retry
+    from tooz.drivers import redis as tooz_redis
+
+    class _RedisDriver(tooz_redis.RedisDriver):
+        @classmethod
+        def _make_client(
+            cls,
+            parsed_url: Any,
+            options: dict[str, Any],
+            default_socket_timeout: int,
+        ) -> Any:
+            client = super()._make_client(parsed_url, options, default_socket_timeout)
+            client.set_retry(retry.Retry(backoff.NoBackoff(), 0))
+            return client
+
+    return _RedisDriver
+
+
+def _driver_override(scheme: str) -> type[coordination.CoordinationDriver] | None:
+    """Our subclass of the tooz driver for ``scheme``, if we have one."""
+    if scheme == "file":
+        return _FileDriver
+    if scheme == "redis":
+        return _redis_driver()
+    return None
+
+
 class ToozBackend:
     """One backend URL: makes coordinators and waits on their results."""
 
@@ -304,11 +342,14 @@ class ToozBackend:
     def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
         """A started coordinator for ``tooz_member``."""
         with translate_errors(f"connecting to {self.redacted_url}"):
-            if self.scheme == "file":
+            driver_class = _driver_override(self.scheme)
+            if driver_class is not None:
+                # What get_coordinator does, with our subclass: our options
+                # first, then the URL's for the keys we left alone.
                 options = {k: [v] for k, v in self.options.items()}
                 for key, values in urllib.parse.parse_qs(self._parts.query).items():
                     options.setdefault(key, values)
-                coord: coordination.CoordinationDriver = _FileDriver(
+                coord: coordination.CoordinationDriver = driver_class(
                     tooz_member, self._parts, options
                 )
             else:
@@ -413,6 +454,7 @@ class ToozObserver:
         ).encode()
         self._coord: coordination.CoordinationDriver | None = None
         self._failures = 0
+        self._closed = False
         self._lock = threading.Lock()
 
     def _coordinator(self) -> coordination.CoordinationDriver:
@@ -423,7 +465,13 @@ class ToozObserver:
     def _read(
         self, what: str, call: Callable[[coordination.CoordinationDriver], Any]
     ) -> Any:
-        with self._lock:
+        # Another read may be stuck in a client library's connect: callers
+        # wait no longer than the backend timeout for it.
+        if not self._lock.acquire(timeout=self._backend.timing.backend_timeout):
+            raise exceptions.BackendTimeout(f"{what}: backend is not answering")
+        try:
+            if self._closed:
+                raise exceptions.BackendUnavailable(f"{what}: closed")
             try:
                 result = self._backend.wait(what, call(self._coordinator()))
             except (exceptions.GroupNotFound, exceptions.MemberNotFound):
@@ -432,10 +480,14 @@ class ToozObserver:
             except exceptions.BackendError:
                 self._failures += 1
                 if self._failures % OBSERVER_RECONNECT_AFTER == 0:
-                    self.close_locked()
+                    self._close_locked()
                 raise
             self._failures = 0
             return result
+        finally:
+            if self._closed:
+                self._close_locked()
+            self._lock.release()
 
     def fetch(self, group_id: str) -> dict[str, Any]:
         """Members of ``group_id`` that are alive -> their stored record."""
@@ -449,14 +501,19 @@ class ToozObserver:
         raw = self._read("listing groups", lambda c: c.get_groups())
         return sorted(g.decode() if isinstance(g, bytes) else g for g in raw)
 
-    def close_locked(self) -> None:
+    def _close_locked(self) -> None:
         if self._coord is not None:
             _stop_quietly(self._coord)
             self._coord = None
 
     def close(self) -> None:
-        with self._lock:
-            self.close_locked()
+        """Close the coordinator now, or when the read in progress ends."""
+        self._closed = True
+        if self._lock.acquire(timeout=self._backend.timing.backend_timeout):
+            try:
+                self._close_locked()
+            finally:
+                self._lock.release()
 
 
 # -- the driver ---------------------------------------------------------------
