@@ -18,7 +18,7 @@ import enum
 import logging
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from servicegroup import conf as sg_conf
@@ -83,6 +83,7 @@ class MemberAgent:
         session: MemberSession,
         clock: scheduling.Clock,
         timing: sg_conf.Timing,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.member_id = member_id
         self.group_id = group_id
@@ -95,6 +96,11 @@ class MemberAgent:
         self._joined = False
         self._failures = 0
         self._left = threading.Event()
+        self._on_change = on_change
+        #: Set once the first round has run, whatever its outcome: the
+        #: first question about the group waits for it (briefly), so a
+        #: process that joins and then asks sees its own member.
+        self.first_round = threading.Event()
         self._timer = clock.schedule(
             f"servicegroup-heartbeat-{group_id}-{member_id}",
             self._round,
@@ -132,13 +138,27 @@ class MemberAgent:
         self._timer.cancel(timeout=0)
 
     def _round(self) -> float:
+        try:
+            return self._run_round()
+        finally:
+            self.first_round.set()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
+
+    def _run_round(self) -> float:
         if self._goal is _Goal.LEFT:
             self._finish()
+            self._changed()
             return IDLE
+        was_joined = self._joined
         try:
             self._keep_joined()
         except exceptions.BackendError as exc:
             return self._failed(exc)
+        if not was_joined:
+            self._changed()
         if self._failures:
             LOG.info(
                 "Member %s is back in group %s after %d failed attempts",

@@ -121,6 +121,10 @@ class MembershipCache:
 
         return unwatch
 
+    def wake(self) -> None:
+        """Refresh soon (a member of this process joined or left)."""
+        self._timer.wake()
+
     def close(self) -> None:
         """Stop refreshing."""
         self._closed = True

@@ -356,12 +356,39 @@ class ToozBackend:
                 coord = coordination.get_coordinator(
                     self._url, tooz_member, **self.options
                 )
+            if self.is_zookeeper:
+                # tooz waits its session timeout (service_down_time, 60 s
+                # for Nova) for kazoo to connect; one backend operation's
+                # worth is enough, the heartbeat loop tries again.
+                coord.timeout = math.ceil(self.timing.backend_timeout)
             try:
                 coord.start(start_heart=False)
             except BaseException:
                 _stop_quietly(coord)
                 raise
         return coord
+
+    @property
+    def is_zookeeper(self) -> bool:
+        return self.scheme in ("kazoo", "zookeeper")
+
+    def ensure_connected(
+        self, coord: coordination.CoordinationDriver, what: str
+    ) -> None:
+        """Fail at once while a ZooKeeper client has no live connection.
+
+        kazoo queues requests until it reconnects, so every call would wait
+        the whole backend timeout (tooz's ``heartbeat()`` even waits without
+        any), and the heartbeat loop would need five of those before it
+        rebuilds a client that may never reconnect: a ZooKeeper that lost
+        its data refuses, forever, a client that saw a newer zxid. Failing
+        fast lets the loop rebuild within about a second.
+        """
+        if not self.is_zookeeper:
+            return
+        client = getattr(coord, "_coord", None)  # tooz's KazooClient
+        if client is not None and not client.connected:
+            raise exceptions.BackendUnavailable(f"{what}: no ZooKeeper connection")
 
     def wait(self, what: str, result: coordination.CoordAsyncResult[T]) -> T:
         """The value of a tooz async result, within the backend timeout."""
@@ -399,6 +426,11 @@ class ToozMemberSession(heartbeat.MemberSession):
 
     def beat(self) -> None:
         coord = self._require()
+        if self._backend.is_zookeeper:
+            # kazoo's own pings keep the session alive; tooz's heartbeat()
+            # is only a read, and one that can block forever.
+            self._backend.ensure_connected(coord, f"heartbeat of {self._name}")
+            return
         with translate_errors(f"heartbeat of {self._name}"):
             coord.heartbeat()
 
@@ -473,7 +505,9 @@ class ToozObserver:
             if self._closed:
                 raise exceptions.BackendUnavailable(f"{what}: closed")
             try:
-                result = self._backend.wait(what, call(self._coordinator()))
+                coord = self._coordinator()
+                self._backend.ensure_connected(coord, what)
+                result = self._backend.wait(what, call(coord))
             except (exceptions.GroupNotFound, exceptions.MemberNotFound):
                 self._failures = 0
                 raise
@@ -593,6 +627,7 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
                     session,
                     self._clock,
                     self._timing,
+                    on_change=self._membership.wake,
                 )
                 return
         agent.update_capabilities(capabilities)
@@ -645,20 +680,36 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             # id is simply never up).
             validation.member_id(member_id)
             validation.group_id(group_id)
-            up = self._membership.up(group_id)
+            up = self._view(group_id).up
         return member_id in up
 
+    def _view(self, group_id: str) -> membership.GroupView:
+        if group_id not in self._membership.up_sets:
+            self._await_local_joins(group_id)
+        return self._membership.view(group_id)
+
+    def _await_local_joins(self, group_id: str) -> None:
+        # A process that joins and then asks at once must see its own
+        # members: the first fetch of a group waits (bounded) for the first
+        # round of this process's agents in it.
+        with self._lock:
+            agents = [a for (_, g), a in self._agents.items() if g == group_id]
+        deadline = self._clock.monotonic() + self._timing.backend_timeout
+        for agent in agents:
+            remaining = deadline - self._clock.monotonic()
+            self._clock.wait(agent.first_round, max(0.0, remaining))
+
     def get_all(self, group_id: str) -> list[str]:
-        return sorted(self._membership.up(group_id))
+        return sorted(self._view(group_id).up)
 
     def get_members(self, group_id: str) -> list[sg_member.Member]:
-        view = self._membership.view(group_id)
+        view = self._view(group_id)
         return [view.members[k] for k in sorted(view.members)]
 
     def get_updated_time(
         self, member_id: str, group_id: str
     ) -> datetime.datetime | None:
-        known = self._membership.view(group_id).members.get(member_id)
+        known = self._view(group_id).members.get(member_id)
         return None if known is None else known.updated_at
 
     def get_groups(self) -> list[str]:

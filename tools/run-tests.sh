@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh machine and run the whole test suite:
+# backend servers (Debian packages), the virtualenv, lint and types, the
+# sample configuration check, the docs build, the benchmark smoke run, and
+# pytest (unit, contract suite on every real backend, fault tests).
+#
+# Usage: tools/run-tests.sh [pytest arguments...]
+#   e.g. tools/run-tests.sh -k redis          (a subset)
+#        tools/run-tests.sh --run-slow        (also the slow soak runs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "backend servers (Debian packages)"
+bash tools/install-backends.sh
+
+step "virtualenv and Python dependencies"
+bash tools/setup-venv.sh
+
+step "lint and types"
+.venv/bin/ruff check servicegroup tests benchmarks examples
+.venv/bin/mypy servicegroup
+
+if [ -f tools/check-sample-config.sh ]; then
+  step "sample configuration is current"
+  bash tools/check-sample-config.sh
+fi
+
+if [ -f tools/build-docs.sh ]; then
+  step "documentation (warnings are errors)"
+  bash tools/build-docs.sh
+fi
+
+if [ -f benchmarks/run.py ]; then
+  step "benchmark smoke run"
+  .venv/bin/python benchmarks/run.py --quick --out "${TMPDIR:-/tmp}/servicegroup-bench-quick"
+fi
+
+step "tests"
+# CI=true makes a missing backend server a failure instead of a skip.
+export CI="${CI:-true}"
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
