@@ -360,7 +360,7 @@ class ToozBackend:
                 # tooz waits its session timeout (service_down_time, 60 s
                 # for Nova) for kazoo to connect; one backend operation's
                 # worth is enough, the heartbeat loop tries again.
-                coord.timeout = math.ceil(self.timing.backend_timeout)
+                coord.timeout = math.ceil(self.timing.backend_timeout)  # type: ignore[attr-defined]
             try:
                 coord.start(start_heart=False)
             except BaseException:
