@@ -27,12 +27,14 @@ DRIVER_NAMESPACE = "servicegroup.drivers"
 
 
 def _field(service_ref: object, name: str) -> Any:
-    if isinstance(service_ref, Mapping):
+    # Plain dicts first: service_is_up is on hot paths and an ABC check
+    # costs more than the lookup itself.
+    if type(service_ref) is dict or isinstance(service_ref, Mapping):
         return service_ref.get(name)
     return getattr(service_ref, name, None)
 
 
-def _ref_ids(service_ref: object) -> tuple[str, str]:
+def _ref_fields(service_ref: object) -> tuple[Any, Any]:
     """(member, group) of a Nova service_ref: host and topic (or binary)."""
     host = _field(service_ref, "host")
     group = _field(service_ref, "topic") or _field(service_ref, "binary")
@@ -41,6 +43,12 @@ def _ref_ids(service_ref: object) -> tuple[str, str]:
             "service_ref needs a 'host' and a 'topic' (or 'binary'); got "
             f"{type(service_ref).__name__}"
         )
+    return host, group
+
+
+def _ref_ids(service_ref: object) -> tuple[str, str]:
+    """Validated (member, group) of a Nova service_ref."""
+    host, group = _ref_fields(service_ref)
     return validation.member_id(host), validation.group_id(group)
 
 
@@ -172,8 +180,7 @@ class API:
         """
         if _field(service_ref, "forced_down"):
             return False
-        member_id, group_id = _ref_ids(service_ref)
-        return self._driver.is_up(member_id, group_id)
+        return self.is_up(*_ref_fields(service_ref))
 
     def get_all(self, group_id: str) -> list[str]:
         """Sorted ids of the members of ``group_id`` that are up."""

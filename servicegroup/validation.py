@@ -9,6 +9,7 @@ the member), ZooKeeper node names cannot contain ``/``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,8 @@ MAX_GROUP_ID_LENGTH = 64
 MAX_CAPABILITIES_BYTES = 4096
 
 _ALLOWED = frozenset(chr(c) for c in range(0x21, 0x7F)) - {"/"}
+#: The same set as a pattern: a match is several times faster than sets.
+_VALID = re.compile(r"[!-.0-~]+")
 
 
 def _check_id(kind: str, value: object, max_length: int) -> str:
@@ -36,8 +39,8 @@ def _check_id(kind: str, value: object, max_length: int) -> str:
         raise exceptions.InvalidArgument(
             f"{kind} id is {len(value)} characters long; the limit is {max_length}"
         )
-    bad = sorted(set(value) - _ALLOWED)
-    if bad:
+    if not _VALID.fullmatch(value):
+        bad = sorted(set(value) - _ALLOWED)
         raise exceptions.InvalidArgument(
             f"{kind} id {value!r} contains {', '.join(map(repr, bad))}; ids "
             "are printable ASCII without whitespace or '/'"
