@@ -119,7 +119,6 @@ def test_liberty_zk_conf_works_unchanged(
         servicegroup_driver = zk
         report_interval = 0.5
         service_down_time = 3
-        servicegroup_refresh_interval = 0.2
 
         [zookeeper]
         address = {zookeeper.address}
@@ -156,7 +155,7 @@ def test_liberty_zk_conf_works_unchanged(
 
     compute.leave("compute1", group)
     support.wait_until(
-        lambda: not api.is_up("compute1", group), 0.2 + SLACK, "compute1 down"
+        lambda: not api.is_up("compute1", group), 1.0 + SLACK, "compute1 down"
     )
 
 
@@ -170,7 +169,6 @@ def test_zk_uses_every_listed_server(server_pool, nova_conf, apis, group) -> Non
         servicegroup_driver = zk
         report_interval = 0.5
         service_down_time = 3
-        servicegroup_refresh_interval = 0.2
 
         [zookeeper]
         address = {dead},{zookeeper.address}
@@ -196,7 +194,6 @@ def test_zk_session_timeout_comes_from_recv_timeout(
         servicegroup_driver = zk
         report_interval = 1
         service_down_time = 60
-        servicegroup_refresh_interval = 0.2
 
         [zookeeper]
         address = {zookeeper.address}
@@ -214,7 +211,7 @@ def test_zk_session_timeout_comes_from_recv_timeout(
         proc.wait()
         support.wait_until(
             lambda: not api.is_up("compute1", group),
-            2.0 + 0.2 + SLACK * 2,
+            2.0 + 1.0 + SLACK * 2,
             "the killed service down after its session timeout",
         )
     finally:
@@ -249,7 +246,6 @@ def test_liberty_mc_conf_works_unchanged(
         memcached_servers = {memcached.address}
         report_interval = 0.5
         service_down_time = 3
-        servicegroup_refresh_interval = 0.2
         """
     )
     caplog.set_level(logging.WARNING, logger="servicegroup")
@@ -273,7 +269,7 @@ def test_liberty_mc_conf_works_unchanged(
     )
     compute.leave("compute2", group)
     support.wait_until(
-        lambda: api.get_all(group) == ["compute1"], 0.2 + SLACK, "compute2 down"
+        lambda: api.get_all(group) == ["compute1"], 1.0 + SLACK, "compute2 down"
     )
 
     # A crash (heartbeats stop, no leave): down after service_down_time.
@@ -297,7 +293,6 @@ def test_mc_with_several_servers_uses_the_first(
         memcached_servers = {first.address},{second.address}
         report_interval = 0.5
         service_down_time = 3
-        servicegroup_refresh_interval = 0.2
         """
     )
     caplog.set_level(logging.WARNING, logger="servicegroup")
