@@ -73,6 +73,16 @@ def _derive_limits(results: dict[str, Any]) -> list[str]:
     for row in results.get("scale", []):
         if row.get("limit"):
             found.append(f"{row['backend']} with {row['n']:,} members: {row['limit']}")
+        commands = row.get("join_commands") or {}
+        if row.get("limit") and commands.get("watch"):
+            found.append(
+                f"redis join at N={row['n']:,}: {commands['watch']:,} WATCH "
+                f"for {commands.get('exec', 0):,} EXEC and "
+                f"{commands.get('evalsha', 0):,} EVALSHA while joining: tooz "
+                "joins with an optimistic transaction on the group hash, which "
+                "every member's heartbeat (update_capabilities) rewrites, so "
+                "joins retry without end once the group is busy"
+            )
         if row.get("max_members_one_item"):
             found.append(
                 f"memcached keeps a whole group in one item: "

@@ -209,3 +209,54 @@ def machine() -> dict[str, Any]:
         "java": java,
         "clients": clients,
     }
+
+
+def stop_api(api: Any, timeout: float = 30.0) -> bool:
+    """``api.stop()``, given up on after ``timeout``; whether it returned.
+
+    ``API.stop`` can block past its documented bound (an observer's close
+    waits for a refresh stuck in the backend); a benchmark must go on and
+    report it rather than hang.
+    """
+    import threading
+
+    done = threading.Event()
+
+    def stop() -> None:
+        try:
+            api.stop()
+        finally:
+            done.set()
+
+    threading.Thread(target=stop, name="bench-api-stop", daemon=True).start()
+    if not done.wait(timeout):
+        LOG.warning("API.stop() did not return within %.0f s", timeout)
+        return False
+    return True
+
+
+def bounded(func: Any, timeout: float, *args: Any) -> tuple[bool, Any]:
+    """``(True, func(*args))``, or ``(False, None)`` if it takes > ``timeout``.
+
+    For calls into client libraries that can block without a bound (a
+    Redis transaction retrying forever under contention); the call is left
+    running on a daemon thread.
+    """
+    import threading
+
+    box: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            box["value"] = func(*args)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=call, name="bench-bounded", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return False, None
+    if "error" in box:
+        raise box["error"]
+    return True, box.get("value")

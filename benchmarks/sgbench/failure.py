@@ -124,7 +124,7 @@ def run_round(
     finally:
         if poller is not None:
             poller.stop()
-        api.stop()
+        backends.stop_api(api)
         for worker in workers:
             worker.kill()
             worker.close(1.0)

@@ -67,5 +67,5 @@ def zookeeper_connection_cap(members: int = 80, wait: float = 20.0) -> dict[str,
         }
     finally:
         if api is not None:
-            api.stop()
+            backends.stop_api(api)
         server.close()

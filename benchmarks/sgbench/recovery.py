@@ -99,5 +99,5 @@ def run(backend: backends.Backend, members: int, wipe: bool = True) -> dict[str,
         result["lowest_seen"] = lowest
         return result
     finally:
-        api.stop()
+        backends.stop_api(api)
         procs.close_all(workers, 15.0)

@@ -163,7 +163,16 @@ def markdown(results: dict[str, Any]) -> str:
                 else None,
                 r.get("rss_per_member_kib"),
                 r.get("threads_per_member"),
-                r.get("limit") or r.get("error") or "",
+                "; ".join(
+                    x
+                    for x in (
+                        r.get("limit"),
+                        r.get("error"),
+                        "refresh never returned" if r.get("refresh_hung") else "",
+                        "API.stop() hung" if r.get("stop_hung") else "",
+                    )
+                    if x
+                ),
             ]
             for r in scale
         ]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import servicegroup
+from servicegroup.testing import servers
 from sgbench import backends, procs
 
 LOG = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class Settings:
     fetch_seconds: float  # ... and the time they may take at most
 
 
-FULL = Settings(10.0, 60.0, 240.0, 1000, 2, 10, 60.0)
+FULL = Settings(10.0, 60.0, 150.0, 1000, 2, 10, 60.0)
 QUICK = Settings(2.0, 6.0, 30.0, 1000, 1, 3, 10.0)
 
 HotPath = Callable[[servicegroup.API, str, list[str]], dict[str, Any]]
@@ -74,6 +75,13 @@ def _memcached_group_bytes(backend: backends.Backend, group: str) -> dict[str, A
         "group_value_bytes": len(raw) if raw is not None else 0,
         "item_size_max": int(settings.get("item_size_max", 1024 * 1024)),
     }
+
+
+def _redis_commands(backend: backends.Backend) -> dict[str, int]:
+    server = backend.server
+    if isinstance(server, servers.RedisServer):
+        return server.command_stats()
+    return {}
 
 
 def run_one(
@@ -116,6 +124,8 @@ def run_one(
             )
         )
         observer.get_all(group)  # watch it now: the first fetch is done
+        join_before = backend.counters()
+        commands_before = _redis_commands(backend)
         started = time.monotonic()
         for worker in workers:
             worker.send("go")
@@ -129,14 +139,31 @@ def run_one(
         result["visible"] = visible
         if visible == n:
             result["visible_seconds"] = time.monotonic() - started
+        # Workers answer late when their members saturate them: wait a
+        # little past the deadline, then count from what each one said last.
+        grace = time.monotonic() + 10.0
         finals = [
             w.wait_event(
-                "joined", "timeout", timeout=max(1.0, deadline - time.monotonic())
+                "joined", "timeout", timeout=max(0.1, grace - time.monotonic())
             )
             for w in workers
         ]
-        joined = sum(int(e["n"]) for e in finals if e is not None)
+        joined = 0
+        for worker in workers:
+            latest = [worker.last.get(k) for k in ("joined", "timeout", "progress")]
+            known = [e for e in latest if e is not None]
+            joined += max((int(e["n"]) for e in known), default=0)
         result["joined"] = joined
+        join_after = backend.counters()
+        result["join_ops"] = join_after["ops"] - join_before["ops"]
+        commands_after = _redis_commands(backend)
+        if commands_after:
+            # Optimistic transactions: WATCH per attempt, EXEC per commit.
+            result["join_commands"] = {
+                k: v - commands_before.get(k, 0)
+                for k, v in commands_after.items()
+                if v - commands_before.get(k, 0) > 0
+            }
         if joined == n and all(e and e["event"] == "joined" for e in finals):
             result["join_seconds"] = max(float(e["seconds"]) for e in finals if e)
         if joined < n or visible < n:
@@ -145,8 +172,12 @@ def run_one(
                 f"after {settings.join_timeout:.0f} s"
             )
             LOG.warning("%s N=%d: %s", backend.name, n, result["limit"])
-        memories = [w.wait_event("memory", timeout=30.0) for w in workers]
-        if all(memories):
+        grace = time.monotonic() + 30.0
+        memories = [
+            w.wait_event("memory", timeout=max(0.1, grace - time.monotonic()))
+            for w in workers
+        ]
+        if all(memories) and joined == n:
             delta = sum(e["rss_after"] - e["rss_before"] for e in memories if e)
             threads = sum(e["threads"] for e in memories if e)
             result["rss_per_member_kib"] = delta / n / 1024
@@ -161,7 +192,8 @@ def run_one(
             get_all(group)
             count += 1
         result["get_all_local_ms"] = (time.perf_counter() - t0) / count * 1000
-        observer.stop()
+        if not backends.stop_api(observer):
+            result["stop_hung"] = True
         observer = None
         # Only the members talk to the server from now on.
         time.sleep(1.0)
@@ -176,7 +208,19 @@ def run_one(
         result["ops_per_round"] = (after["ops"] - before["ops"]) / rounds
         result["ops_per_member_round"] = result["ops_per_round"] / n
         result["bytes_per_round"] = (after["bytes"] - before["bytes"]) / rounds
-        result.update(_time_fetches(backend, group, settings, ops_rate))
+        finished, fetched = backends.bounded(
+            _time_fetches,
+            settings.fetch_seconds + 60.0,
+            backend,
+            group,
+            settings,
+            ops_rate,
+        )
+        if finished:
+            result.update(fetched)
+        else:
+            result["refresh_hung"] = True
+            LOG.warning("%s N=%d: whole-group reads did not return", backend.name, n)
         if backend.name == "memcached":
             result.update(_memcached_group_bytes(backend, group))
             if result["group_value_bytes"]:
@@ -187,8 +231,8 @@ def run_one(
                 )
         return result
     finally:
-        if observer is not None:
-            observer.stop()
+        if observer is not None and not backends.stop_api(observer):
+            result["stop_hung"] = True
         procs.close_all(workers, 30.0)
 
 
@@ -230,4 +274,4 @@ def _time_fetches(
             "ops_per_refresh": max(0.0, ops / len(latencies)),
         }
     finally:
-        api.stop()
+        backends.stop_api(api)
