@@ -1,9 +1,10 @@
 """The deprecated ``mc`` and ``zk`` drivers: Nova's options, run on tooz.
 
 Nova's own memcache and ZooKeeper service group drivers are not carried
-over; a deployment still configured for them (``servicegroup_driver = mc`` or ``zk`` and their
-Liberty options) keeps working because these shims read the legacy options,
-build the equivalent tooz URL and run :class:`ToozServiceGroupDriver` on it.
+over; a deployment still configured for them (``servicegroup_driver = mc``
+or ``zk`` and their Liberty options) keeps working because these shims read
+the legacy options, build the equivalent tooz URL and run
+:class:`~servicegroup.drivers.tooz.ToozServiceGroupDriver` on it.
 Each one warns (a :class:`DeprecationWarning` for developers, one WARNING
 log line with the exact replacement lines for operators).
 
@@ -22,8 +23,9 @@ the *first* one and logs a warning naming the ones it ignores: every service
 must then list the same server first (python-memcached needed identical
 lists too, or services hashed their keys to different servers). For
 availability, put twemproxy in front of the memcached servers and list the
-proxy alone (the drivers page of the documentation shows the set-up). The membership timeout comes from
-``service_down_time``, as the expiry of Nova's memcache keys did.
+proxy alone (the drivers page of the documentation shows the set-up). The
+membership timeout comes from ``service_down_time``, as the expiry of Nova's
+memcache keys did.
 
 ``zk``: every server of ``address`` is passed (kazoo fails over between
 them); ``recv_timeout`` (ms) becomes the session timeout in whole seconds,
