@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import subprocess
+import time
 from typing import Any
 
 from oslo_config import cfg
@@ -48,7 +49,23 @@ class Backend:
         return self.server.url
 
     def counters(self) -> dict[str, float]:
-        """``ops`` (requests served so far) and, where known, ``bytes``."""
+        """``ops`` (requests served so far) and, where known, ``bytes``.
+
+        NaN when the server does not answer its stats probe in time (a
+        Redis saturated by 10,000 clients lets even a new connection time
+        out): a missing count must not lose the rest of a measurement.
+        """
+        for attempt in range(3):
+            try:
+                return self._counters()
+            except (OSError, KeyError, ValueError, servers.ServerError):
+                LOG.warning(
+                    "%s did not answer its stats (attempt %d)", self.name, attempt + 1
+                )
+                time.sleep(1.0)
+        return {"ops": float("nan"), "bytes": float("nan")}
+
+    def _counters(self) -> dict[str, float]:
         server = self.server
         if isinstance(server, servers.RedisServer):
             calls = server.command_stats()

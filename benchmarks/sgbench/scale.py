@@ -80,7 +80,10 @@ def _memcached_group_bytes(backend: backends.Backend, group: str) -> dict[str, A
 def _redis_commands(backend: backends.Backend) -> dict[str, int]:
     server = backend.server
     if isinstance(server, servers.RedisServer):
-        return server.command_stats()
+        try:
+            return server.command_stats()
+        except (OSError, servers.ServerError):
+            LOG.warning("redis did not answer INFO commandstats")
     return {}
 
 
