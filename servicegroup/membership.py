@@ -83,6 +83,10 @@ class MembershipCache:
         self._watchers: dict[str, list[WatchCallback]] = {}
         self._lock = threading.Lock()
         self._closed = False
+        # Recovery grace (see _refresh_group): group -> (deadline on
+        # clock.monotonic(), ids that were up before the outage or loss).
+        self._grace: dict[str, tuple[float, frozenset[str]]] = {}
+        self._unreachable: set[str] = set()
         self._timer = clock.schedule(
             "servicegroup-refresh", self._refresh_all, timing.refresh_interval
         )
@@ -160,11 +164,14 @@ class MembershipCache:
 
     def _refresh_group(self, group_id: str) -> None:
         old = self._views.get(group_id)
+        group_lost = False
         try:
             raw = self._fetch(group_id)
         except exceptions.GroupNotFound:
             raw = {}
+            group_lost = True
         except exceptions.BackendError as exc:
+            self._unreachable.add(group_id)
             if old is None or not old.stale:
                 LOG.warning(
                     "Cannot refresh group %s (%s); answering from the last "
@@ -185,17 +192,75 @@ class MembershipCache:
                 )
             self._publish(old, new)
             return
-        if old is not None and old.stale:
+        recovered = group_id in self._unreachable
+        self._unreachable.discard(group_id)
+        if recovered and old is not None and old.stale:
             LOG.info("Group %s is refreshed again", group_id)
-        self._publish(old, self._build(group_id, old, raw))
+        self._publish(old, self._build(group_id, old, raw, recovered, group_lost))
+
+    def _held(
+        self,
+        group_id: str,
+        old: GroupView | None,
+        raw: Mapping[str, Any],
+        recovered: bool,
+        group_lost: bool,
+    ) -> frozenset[str]:
+        """Members missing from ``raw`` that stay up for a grace period.
+
+        After the backend was unreachable, or lost the group (restarted
+        without persistence, a memcached node behind a proxy died), the
+        members that were up had no way to report, or their records are
+        gone: each writes again at its next round, within
+        ``report_interval`` plus one backoff step (both bounded by
+        ``report_interval``). Until then the first reads would show the
+        whole group down, so those members stay up, marked stale, for that
+        long. A member that really died during the outage is down once the
+        grace ends.
+        """
+        now = self._clock.monotonic()
+        grace = self._grace.get(group_id)
+        before = old.up if old is not None and old.fetched_at is not None else None
+        if grace is None and before and (recovered or group_lost):
+            missing = before - frozenset(raw)
+            if not missing:
+                return frozenset()
+            span = self._timing.report_interval + self._timing.retry_max_interval
+            grace = self._grace[group_id] = (now + span, before)
+            LOG.warning(
+                "Group %s: %d members missing after the backend %s; keeping "
+                "them up for %.1f s while they register again",
+                group_id,
+                len(missing),
+                "lost the group" if group_lost else "came back",
+                span,
+            )
+        if grace is None:
+            return frozenset()
+        deadline, kept = grace
+        held = kept - frozenset(raw)
+        if now >= deadline or not held:
+            del self._grace[group_id]
+            return frozenset()
+        return held
 
     def _build(
-        self, group_id: str, old: GroupView | None, raw: Mapping[str, Any]
+        self,
+        group_id: str,
+        old: GroupView | None,
+        raw: Mapping[str, Any],
+        recovered: bool = False,
+        group_lost: bool = False,
     ) -> GroupView:
+        held = self._held(group_id, old, raw, recovered, group_lost)
         members: dict[str, sg_member.Member] = {}
         if old is not None:
             for member_id, known in old.members.items():
-                if member_id not in raw:
+                if member_id in held:
+                    members[member_id] = dataclasses.replace(
+                        known, is_up=True, stale=True
+                    )
+                elif member_id not in raw:
                     members[member_id] = dataclasses.replace(
                         known, is_up=False, stale=False
                     )
@@ -211,8 +276,8 @@ class MembershipCache:
         return GroupView(
             group_id,
             members,
-            frozenset(raw),
-            False,
+            frozenset(raw) | held,
+            bool(held),
             self._clock.monotonic(),
         )
 
