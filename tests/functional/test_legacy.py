@@ -220,6 +220,8 @@ def test_zk_session_timeout_comes_from_recv_timeout(
     finally:
         proc.kill()
         proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
 
 
 # -- mc -----------------------------------------------------------------------
