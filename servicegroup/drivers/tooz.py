@@ -404,6 +404,15 @@ def _stop_quietly(coord: coordination.CoordinationDriver) -> None:
         coord.stop()
     except Exception:  # noqa: BLE001 - closing must never fail the caller
         LOG.debug("Ignoring error while stopping a tooz coordinator", exc_info=True)
+    # tooz stops its kazoo client but never closes it, which leaks the
+    # client's socketpair until garbage collection.
+    kazoo_client = getattr(coord, "_coord", None)
+    close = getattr(kazoo_client, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - as above
+            LOG.debug("Ignoring error while closing a kazoo client", exc_info=True)
 
 
 class ToozMemberSession(heartbeat.MemberSession):
