@@ -98,5 +98,10 @@ def join(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
             seen_up = up
         _say(out, f"{name} leaving")
         api.leave(member_id, group_id)
-        _say(out, f"{name} left")
+        if seen_up:
+            _say(out, f"{name} left")
+        else:
+            # Never seen up (the backend was away or refused us): there was
+            # no entry to remove, and saying "left" would suggest there was.
+            _say(out, f"{name} stopped; it was not up, so there was nothing to leave")
     return errors.ExitCode.OK

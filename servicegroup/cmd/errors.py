@@ -42,7 +42,8 @@ exit status:
   2    usage or configuration error: bad arguments, bad URL, unknown
        driver or backend, unreadable configuration file
   3    the group does not exist on the backend (members, watch)
-  130  interrupted before a one-shot command finished
+  130  interrupted (Ctrl-C) before a one-shot command or the demo
+       finished
 
 join, watch and demo stop on SIGINT (Ctrl-C) or SIGTERM; join and watch
 then exit 0 (join leaves its group first)."""
