@@ -136,9 +136,15 @@ class MemberProcess:
         """The end of the process's output, for error messages."""
         try:
             with open(self._log_path, encoding="utf-8", errors="replace") as log:
-                return " | ".join(log.read().strip().splitlines()[-lines:])
+                tail = " | ".join(log.read().strip().splitlines()[-lines:])
         except OSError:
-            return "(no output)"
+            tail = ""
+        return tail or "(no output)"
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once exited, else None."""
+        return None if self._proc is None else self._proc.poll()
 
 
 class Fleet:
@@ -151,13 +157,17 @@ class Fleet:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        # A second Ctrl-C must not cut the cleanup short and leave
-        # members behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second Ctrl-C (or a SIGTERM) must not cut the cleanup short and
+        # leave members behind.
+        previous = {
+            signum: signal.signal(signum, signal.SIG_IGN)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             self.stop_all()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def stop_all(self, grace: float = STOP_GRACE) -> None:
         """SIGTERM every member (they leave), SIGKILL those still running."""
@@ -446,7 +456,7 @@ class Demo:
             self.fleet.members[member_id] = process
             process.start()
         self.wait_for(
-            lambda: all(self.view.is_up(m) for m in ids),
+            lambda: self._started(ids),
             START_DEADLINE,
             f"all {self.count} members to be seen up",
         )
@@ -458,6 +468,19 @@ class Demo:
         )
         self.show_table()
         self.say()
+
+    def _started(self, ids: Sequence[str]) -> bool:
+        """Whether all of ``ids`` are seen up; fails at once if one died."""
+        for member_id in ids:
+            process = self.fleet.members[member_id]
+            if not process.running:
+                raise errors.CommandError(
+                    f"member process {member_id} exited with status "
+                    f"{process.returncode} while starting; its output: "
+                    f"{process.log_tail()}",
+                    errors.ExitCode.FAILED,
+                )
+        return all(self.view.is_up(m) for m in ids)
 
     def crash(self, owners: dict[str, str]) -> dict[str, str]:
         victim = self.fleet.members[member_name(2)]
@@ -531,7 +554,7 @@ class Demo:
         started = time.monotonic()
         member.start({**member.capabilities, "version": "1.1"})
         self.wait_for(
-            lambda: self.view.is_up(member.member_id),
+            lambda: self._started([member.member_id]),
             START_DEADLINE,
             f"{member.member_id} to be seen up again",
         )

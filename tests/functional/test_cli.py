@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import pty
 import queue
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -328,6 +330,44 @@ def test_demo_on_the_embedded_default(env: dict[str, str]) -> None:
     assert not os.path.exists(workdir)
     assert processes_mentioning(workdir) == []
     assert not os.path.exists(os.path.join(env["XDG_STATE_HOME"], "servicegroup"))
+
+
+def test_demo_in_a_terminal_redraws_its_table(env: dict[str, str]) -> None:
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [*COMMAND, "demo", "--members", "3"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=dict(env, TERM="xterm"),
+    )
+    os.close(terminal)
+    chunks = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                data = os.read(controller, 65536)
+            except OSError:  # EIO: the command exited, the terminal closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        status = proc.wait(timeout=10)
+    finally:
+        os.close(controller)
+        if proc.poll() is None:
+            proc.kill()
+    text = b"".join(chunks).decode(errors="replace")
+    assert status == 0, text
+    assert "\x1b[32mup\x1b[0m" in text  # colour on a terminal
+    assert "\x1b[J" in text  # the live table is redrawn in place
+    assert "waiting for host-2 to be seen down" in text
+    assert "next step in" in text
+    assert "Summary" in text
 
 
 def test_demo_on_redis_uses_a_fresh_group(env: dict[str, str], redis_url: str) -> None:

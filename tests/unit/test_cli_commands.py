@@ -11,6 +11,7 @@ import io
 import logging
 import pathlib
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -255,3 +256,26 @@ def test_errors_are_one_sentence_on_stderr(capsys: pytest.CaptureFixture[str]) -
     err = capsys.readouterr().err
     assert err.startswith("servicegroup: the backend URL is not usable: URL scheme")
     assert err.count("\n") == 1
+
+
+def test_demo_fails_at_once_when_a_member_cannot_start(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Members that exit at once (as with a broken installation): the demo
+    # says so with the member's status instead of waiting for its deadline.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(demo, "START_DEADLINE", 20.0)
+    monkeypatch.setattr(demo.sys, "executable", "/bin/false")
+    handler = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    try:
+        code, out = run("demo", "--members", "3")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert code == errors.ExitCode.FAILED
+    assert time.monotonic() - started < 15
+    assert "1. Starting 3 members" in out
+    err = capsys.readouterr().err
+    assert "member process host-1 exited with status 1 while starting" in err
