@@ -322,8 +322,13 @@ class Demo:
         fleet: Fleet,
         out: IO[str],
         count: int,
+        config_files: Sequence[str],
+        log_dir: str,
     ) -> None:
         self.backend = backend
+        #: What the member processes read (the demo's file last).
+        self.config_files = list(config_files)
+        self.log_dir = log_dir
         self.group_id = group_id
         self.fleet = fleet
         self.view = View(backend, group_id)
@@ -624,10 +629,6 @@ class Demo:
             "redis://HOST:6379 (or kazoo://, etcd3+http://, memcached://)."
         )
 
-    # Set by :func:`demo` before :meth:`run`.
-    config_files: list[str]
-    log_dir: str
-
 
 def _conf_value(value: object) -> str:
     # oslo.config interpolates $name in values: a '$' in a password must
@@ -676,9 +677,15 @@ def demo(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
         demo_conf = os.path.join(workdir, "demo.conf")
         _write_conf(demo_conf, url)
         with sg_backend.open_backend(conf) as backend, Fleet() as fleet:
-            runner = Demo(backend, group_id, fleet, out, args.members)
-            runner.config_files = [*(args.config_file or []), demo_conf]
-            runner.log_dir = workdir
+            runner = Demo(
+                backend,
+                group_id,
+                fleet,
+                out,
+                args.members,
+                config_files=[*(args.config_file or []), demo_conf],
+                log_dir=workdir,
+            )
             where = (
                 f"a private directory, {backend.url}, removed at the end"
                 if private
