@@ -413,6 +413,15 @@ def _stop_quietly(coord: coordination.CoordinationDriver) -> None:
             close()
         except Exception:  # noqa: BLE001 - as above
             LOG.debug("Ignoring error while closing a kazoo client", exc_info=True)
+    # Nor does it close etcd3gw's requests session: its pooled sockets stay
+    # open until the garbage collector finds the cycle they are part of.
+    session = getattr(getattr(coord, "client", None), "session", None)
+    close_session = getattr(session, "close", None)
+    if callable(close_session):
+        try:
+            close_session()
+        except Exception:  # noqa: BLE001 - as above
+            LOG.debug("Ignoring error while closing an etcd session", exc_info=True)
 
 
 class ToozMemberSession(heartbeat.MemberSession):
