@@ -314,7 +314,7 @@ def test_demo_on_the_embedded_default(env: dict[str, str]) -> None:
     # A crash is seen after service_down_time (2 s, heartbeats every 0.5 s,
     # refresh 0.2 s), a clean stop long before it.
     crash = _measured(out, "SIGKILL")
-    assert 1.4 <= crash <= 3.5, crash
+    assert 1.0 <= crash <= 4.0, crash
     assert "service_down_time is 2 s" in out
     leave = _measured(out, "SIGTERM")
     assert leave < 1.5, leave
@@ -376,7 +376,7 @@ def test_demo_on_redis_uses_a_fresh_group(env: dict[str, str], redis_url: str) -
     match = re.search(r"in group (compute-demo-[0-9a-f]{6}) on redis://", result.stdout)
     assert match, result.stdout
     crash = _measured(result.stdout, "SIGKILL")
-    assert 1.4 <= crash <= 3.5, crash
+    assert 1.0 <= crash <= 4.0, crash
     groups = run(env, "--url", redis_url, "groups", "--format", "json")
     assert groups.returncode == 0, groups.stderr
     found = {g["group"]: g["up"] for g in json.loads(groups.stdout)["groups"]}
