@@ -653,25 +653,10 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
     def update_capabilities(
         self, member_id: str, group_id: str, capabilities: Mapping[str, Any]
     ) -> None:
-        with self._lock:
-            agent = self._agents.get((member_id, group_id))
-        if agent is None:
-            raise exceptions.MemberNotJoined(
-                f"member {member_id} has not joined group {group_id} here",
-                group_id=group_id,
-                member_id=member_id,
-            )
-        agent.update_capabilities(capabilities)
+        self._agent(member_id, group_id).update_capabilities(capabilities)
 
     def leave(self, member_id: str, group_id: str) -> None:
-        with self._lock:
-            agent = self._agents.pop((member_id, group_id), None)
-        if agent is None:
-            raise exceptions.MemberNotJoined(
-                f"member {member_id} has not joined group {group_id} here",
-                group_id=group_id,
-                member_id=member_id,
-            )
+        agent = self._agent(member_id, group_id, remove=True)
         agent.leave(self._timing.backend_timeout)
 
     def abandon(self, member_id: str, group_id: str) -> None:
@@ -680,15 +665,21 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         Observers see the member down after ``service_down_time``. For tests
         (``ServiceGroupFixture.crash``); a real service calls ``leave``.
         """
+        self._agent(member_id, group_id, remove=True).abandon()
+
+    def _agent(
+        self, member_id: str, group_id: str, *, remove: bool = False
+    ) -> heartbeat.MemberAgent:
         with self._lock:
-            agent = self._agents.pop((member_id, group_id), None)
+            key = (member_id, group_id)
+            agent = self._agents.pop(key, None) if remove else self._agents.get(key)
         if agent is None:
             raise exceptions.MemberNotJoined(
                 f"member {member_id} has not joined group {group_id} here",
                 group_id=group_id,
                 member_id=member_id,
             )
-        agent.abandon()
+        return agent
 
     def is_up(self, member_id: str, group_id: str) -> bool:
         up = self._membership.up_sets.get(group_id)
