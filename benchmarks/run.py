@@ -86,8 +86,9 @@ def _derive_limits(results: dict[str, Any]) -> list[str]:
         if row.get("max_members_one_item"):
             found.append(
                 f"memcached keeps a whole group in one item: "
-                f"{row['group_bytes_per_member']:.0f} bytes per member at "
-                f"N={row['n']:,}, so at most ~{row['max_members_one_item']:,} "
+                f"{row['group_bytes_per_member']:.0f} bytes per member "
+                f"({row['group_entries']:,} in the group at N={row['n']:,}), "
+                f"so at most ~{row['max_members_one_item']:,} "
                 f"members fit the {row['item_size_max'] // 1024} KiB item limit "
                 f"(memcached -I raises it); every heartbeat rewrites that item "
                 f"(gets + cas), {row['bytes_per_round'] / 1024:,.0f} KiB of "

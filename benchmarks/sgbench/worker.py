@@ -75,7 +75,14 @@ def main(argv: list[str]) -> int:
             return 0
         started = time.monotonic()
         for member in members:
-            api.join(member, group, capabilities={"version": "1.0", "slots": 8})
+            try:
+                api.join(member, group, capabilities={"version": "1.0", "slots": 8})
+            except Exception as exc:  # noqa: BLE001 - reported, then measured
+                # A host limit (no more threads, no more file descriptors)
+                # is a result: say so, and keep the members already joining.
+                _emit("error", error=f"{type(exc).__name__}: {exc}", at=member)
+                members = members[: members.index(member)]
+                break
         deadline = started + join_timeout
         last_progress = 0.0
         while True:
