@@ -220,6 +220,9 @@ class MembershipCache:
         """
         now = self._clock.monotonic()
         grace = self._grace.get(group_id)
+        if grace is not None and now >= grace[0]:
+            del self._grace[group_id]
+            grace = None
         before = old.up if old is not None and old.fetched_at is not None else None
         if grace is None and before and (recovered or group_lost):
             missing = before - frozenset(raw)
@@ -237,11 +240,9 @@ class MembershipCache:
             )
         if grace is None:
             return frozenset()
-        deadline, kept = grace
-        held = kept - frozenset(raw)
-        if now >= deadline or not held:
+        held = grace[1] - frozenset(raw)
+        if not held:
             del self._grace[group_id]
-            return frozenset()
         return held
 
     def _build(

@@ -321,3 +321,24 @@ def test_graceful_leave_outside_an_outage_is_not_held(
     sg.api.leave("host1", GROUP)
     sg.advance(sg.refresh_interval)
     assert observer.get_all(GROUP) == ["host2"]
+
+
+def test_an_outage_during_a_grace_gets_a_grace_of_its_own(
+    sg: ServiceGroupFixture,
+) -> None:
+    sg.api.join("host1", GROUP)
+    sg.api.join("host2", GROUP)
+    observer = sg.new_api()
+    assert observer.get_all(GROUP) == ["host1", "host2"]
+    sg.crash("host2", GROUP)  # never comes back: its grace never ends early
+    sg.store.wipe()
+    sg.advance(sg.refresh_interval)
+    assert observer.get_all(GROUP) == ["host1", "host2"]  # in its grace
+    sg.store.set_reachable(False)
+    sg.advance(2 * sg.service_down_time)  # outlives that grace
+    sg.store.set_reachable(True)
+    for _ in range(int(sg.report_interval / sg.refresh_interval)):
+        sg.advance(sg.refresh_interval)
+        assert observer.is_up("host1", GROUP), "host1 had no time to report"
+    sg.advance(2 * sg.report_interval)
+    assert observer.get_all(GROUP) == ["host1"]
