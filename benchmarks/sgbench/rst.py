@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-_UNDERLINES = {1: "=", 2: "-", 3: "~"}
+_UNDERLINES = {1: "=", 2: "-", 3: "~", 4: "^"}
 
 
 def _inline(text: str) -> str:
@@ -31,7 +31,8 @@ def _table(lines: list[str]) -> list[str]:
     return out + [""]
 
 
-def convert(markdown: str) -> str:
+def convert(markdown: str, level_offset: int = 0) -> str:
+    """``markdown`` as RST; ``level_offset`` pushes headings down a level."""
     lines = markdown.splitlines()
     out: list[str] = []
     i = 0
@@ -39,7 +40,7 @@ def convert(markdown: str) -> str:
         line = lines[i]
         heading = re.match(r"(#+) (.*)", line)
         if heading:
-            level = len(heading.group(1))
+            level = len(heading.group(1)) + level_offset
             title = _inline(heading.group(2))
             out += [title, _UNDERLINES.get(level, "~") * len(title), ""]
         elif line.startswith("|"):
