@@ -113,7 +113,7 @@ def redact_url(url: str) -> str:
             (k, "***" if "password" in k.lower() or "key" in k.lower() else v)
             for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         ],
-        safe="/:,",
+        safe="/:,*",
     )
     return urllib.parse.urlunsplit(
         (parts.scheme, netloc, parts.path, query, parts.fragment)
@@ -212,6 +212,17 @@ class _AlreadyExists(exceptions.BackendError):
     """The group or member we tried to create is already there."""
 
 
+#: Client libraries' connection errors that are not OSErrors (matched by
+#: name so that no optional client library has to be imported).
+_CONNECTION_ERROR_NAMES = frozenset({"ConnectionError", "ConnectionFailedError"})
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or any(
+        cls.__name__ in _CONNECTION_ERROR_NAMES for cls in type(exc).__mro__
+    )
+
+
 @contextlib.contextmanager
 def translate_errors(what: str) -> Iterator[None]:
     """Turn whatever tooz or its client library raised into our errors."""
@@ -237,7 +248,11 @@ def translate_errors(what: str) -> Iterator[None]:
         raise
     except Exception as exc:
         # Drivers let some client errors through untranslated (redis-py,
-        # kazoo, requests): at this seam they are all backend failures.
+        # kazoo, etcd3gw): at this seam they are all backend failures.
+        if _is_connection_error(exc):
+            raise exceptions.BackendUnavailable(
+                f"{what}: {type(exc).__name__}: {exc}"
+            ) from exc
         raise exceptions.BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 

@@ -248,3 +248,28 @@ def test_timing_is_translated_into_backend_options() -> None:
         assert explicit.describe()["membership_timeout"] == 7.0
     finally:
         explicit.stop()
+
+
+def test_redacted_url_keeps_its_shape() -> None:
+    from servicegroup.drivers.tooz import redact_url
+
+    assert (
+        redact_url("redis://user:pw@h:1?password=pw&sentinel=m")
+        == "redis://user:***@h:1?password=***&sentinel=m"
+    )
+
+
+def test_client_connection_errors_mean_unavailable() -> None:
+    from servicegroup.drivers.tooz import translate_errors
+
+    class ConnectionFailedError(Exception):  # etcd3gw's, by name
+        pass
+
+    for raised in (ConnectionFailedError("refused"), ConnectionRefusedError()):
+        with pytest.raises(exceptions.BackendUnavailable):
+            with translate_errors("reading"):
+                raise raised
+    with pytest.raises(exceptions.BackendError) as info:
+        with translate_errors("reading"):
+            raise KeyError("odd")
+    assert type(info.value) is exceptions.BackendError
