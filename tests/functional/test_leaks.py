@@ -36,9 +36,13 @@ def _cycle(url: str, group: str) -> None:
         api.join("m2", group)
         agents = list(api.driver._agents.values())  # type: ignore[attr-defined]
         support.wait_until(
-            lambda: all(agent.joined for agent in agents), 10, "members joined"
+            lambda: all(agent.joined for agent in agents),
+            30,
+            "members joined",
+            interval=0.002,
         )
-        assert api.is_up("m1", group)
+        # The observer side too: its coordinator and refresh thread.
+        support.wait_until(lambda: api.is_up("m1", group), 30, "m1 up")
         api.leave("m1", group)
     finally:
         api.stop()
