@@ -224,7 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             results["servers"][name] = backend.version()
             if "scale" not in skip:
+                threads_per_member = 1.0
                 for n in sizes:
+                    skipped = scale.too_many_threads(backend, n, threads_per_member)
+                    if skipped is not None:
+                        LOG.warning("%s N=%d: %s", name, n, skipped["limit"])
+                        results["scale"].append(skipped)
+                        continue
                     hot = _hot_path(backend, args.quick) if n == hot_size else None
                     row = guarded(
                         f"{name} scale N={n}", scale.run_one, backend, n, settings, hot
@@ -232,8 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if row is None:
                         continue
                     if "hot" in row:
-                        results["hot"][name] = {"n": n, **row.pop("hot")}
+                        results["hot"][name] = {
+                            "n": len(row["hot"].pop("ids")),
+                            **row.pop("hot"),
+                        }
                     results["scale"].append(row)
+                    threads_per_member = max(
+                        threads_per_member, row.get("threads_per_member") or 0.0
+                    )
             if "failure" not in skip:
                 got = guarded(
                     f"{name} failure detection",

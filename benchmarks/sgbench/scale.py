@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -90,6 +91,54 @@ def _redis_commands(backend: backends.Backend) -> dict[str, int]:
         except (OSError, servers.ServerError):
             LOG.warning("redis did not answer INFO commandstats")
     return {}
+
+
+#: Threads the rest of the machine keeps for itself while members run:
+#: running out of process ids takes every process on the host down, the
+#: benchmark's shell included.
+THREAD_RESERVE = 6000
+
+
+def thread_budget() -> int:
+    """Threads the host can still start (``kernel.pid_max`` bounds them)."""
+    limits = []
+    for path in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"):
+        try:
+            with open(path) as fh:
+                limits.append(int(fh.read()))
+        except (OSError, ValueError):
+            continue
+    if not limits:
+        return 1 << 30
+    running = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                running += len(os.listdir(f"/proc/{entry}/task"))
+            except OSError:
+                continue
+    return min(limits) - running - THREAD_RESERVE
+
+
+def too_many_threads(
+    backend: backends.Backend, n: int, threads_per_member: float
+) -> dict[str, Any] | None:
+    """A result row saying why ``n`` members cannot run here, or None."""
+    needed = int(n * threads_per_member)
+    budget = thread_budget()
+    if needed <= budget:
+        return None
+    return {
+        "backend": backend.name,
+        "n": n,
+        "limit": (
+            f"not run: {n:,} members need ~{needed:,} client threads "
+            f"({threads_per_member:g} per member, measured at the smaller "
+            f"size) and this host can start ~{budget:,} more (kernel.pid_max "
+            "bounds all threads); one member per host does not have this limit"
+        ),
+        "skipped": True,
+    }
 
 
 def run_one(
@@ -203,7 +252,7 @@ def run_one(
             # is still measured, on those that are up, and says how many.
             up = observer.get_all(group)
             if up:
-                result["hot"] = hot_path(observer, group, up)
+                result["hot"] = {"ids": up, **hot_path(observer, group, up)}
         # get_all from the local view: a sort of N ids, no network.
         get_all = observer.get_all
         count = 0
