@@ -22,7 +22,7 @@ def _table(lines: list[str]) -> list[str]:
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
         for line in lines
-        if not re.fullmatch(r"\|(-+\|)+", line.strip())
+        if not re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip())
     ]
     out = [".. list-table::", "   :header-rows: 1", ""]
     for row in rows:
