@@ -258,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     results["failure"].append(got)
             if "recovery" not in skip:
                 # Only servers that persist anything can come back with data.
-                for wipe in (True, False) if name in ("zookeeper", "etcd") else (True,):
+                persistent = name in ("zookeeper", "etcd") and not args.quick
+                for wipe in (True, False) if persistent else (True,):
                     got = guarded(
                         f"{name} recovery ({'empty' if wipe else 'data kept'})",
                         recovery.run,
