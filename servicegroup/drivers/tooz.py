@@ -488,6 +488,17 @@ class ToozMemberSession(heartbeat.MemberSession):
         # session or lease that expired): replace it now rather than wait
         # for the backend to expire it.
         LOG.info("Replacing a stale entry for %s", self._name)
+        if not self._backend.is_zookeeper:
+            # The entry is keyed by our tooz member id and its liveness key
+            # is the one we beat: rewriting the record makes it ours (etcd
+            # moves the key onto our lease) with no moment where observers
+            # could see the member missing. A ZooKeeper node belongs to the
+            # session that created it, so it has to be created again.
+            try:
+                wait(what, coord.update_capabilities(self._group, dict(record)))
+                return
+            except exceptions.MemberNotFound:
+                pass  # gone meanwhile: join below
         with contextlib.suppress(exceptions.MemberNotFound):
             wait(f"removing stale {self._name}", coord.leave_group(self._group))
         wait(what, coord.join_group(self._group, dict(record)))
