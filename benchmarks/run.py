@@ -77,8 +77,8 @@ def _derive_limits(results: dict[str, Any]) -> list[str]:
         if row.get("limit") and commands.get("watch"):
             found.append(
                 f"redis join at N={row['n']:,}: {commands['watch']:,} WATCH "
-                f"for {commands.get('exec', 0):,} EXEC and "
-                f"{commands.get('evalsha', 0):,} EVALSHA while joining: tooz "
+                f"for {commands.get('hset', 0):,} joins that went through (HSET) "
+                "while joining: tooz "
                 "joins with an optimistic transaction on the group hash, which "
                 "every member's heartbeat (update_capabilities) rewrites, so "
                 "joins retry without end once the group is busy"

@@ -169,6 +169,9 @@ def markdown(results: dict[str, Any]) -> str:
                         r.get("limit"),
                         r.get("error"),
                         "refresh never returned" if r.get("refresh_hung") else "",
+                        f"refresh failed: {r['refresh_error']}"
+                        if r.get("refresh_error")
+                        else "",
                         "API.stop() hung" if r.get("stop_hung") else "",
                     )
                     if x

@@ -28,6 +28,7 @@ from typing import Any
 import msgpack
 
 import servicegroup
+from servicegroup import exceptions
 from servicegroup.testing import servers
 from sgbench import backends, procs
 
@@ -285,13 +286,23 @@ def run_one(
             settings,
             ops_rate,
         )
-        if finished:
+        if finished and isinstance(fetched, str):
+            result["refresh_error"] = fetched
+            LOG.warning(
+                "%s N=%d: whole-group reads failed: %s", backend.name, n, fetched
+            )
+        elif finished:
             result.update(fetched)
         else:
             result["refresh_hung"] = True
             LOG.warning("%s N=%d: whole-group reads did not return", backend.name, n)
         if backend.name == "memcached":
-            result.update(_memcached_group_bytes(backend, group))
+            try:
+                result.update(_memcached_group_bytes(backend, group))
+            except OSError as exc:
+                # A saturated memcached times out even this one read.
+                result["group_read_error"] = f"{type(exc).__name__}: {exc}"
+                result["group_entries"] = 0
             if result["group_entries"]:
                 per_member = result["group_value_bytes"] / result["group_entries"]
                 result["group_bytes_per_member"] = per_member
@@ -307,8 +318,11 @@ def run_one(
 
 def _time_fetches(
     backend: backends.Backend, group: str, settings: Settings, ops_rate: float
-) -> dict[str, Any]:
-    """Latency and server operations of whole-group reads (refreshes)."""
+) -> dict[str, Any] | str:
+    """Latency and server operations of whole-group reads (refreshes).
+
+    A string says why they could not be made.
+    """
     api = servicegroup.API(
         conf=backends.make_conf(
             backend.url,
@@ -320,27 +334,40 @@ def _time_fetches(
         )
     )
     try:
-        fetch = api.driver._observer.fetch  # type: ignore[attr-defined]
-        fetch(group)  # connect
-        latencies = []
-        before = backend.counters()
-        t0 = time.monotonic()
-        while (
-            len(latencies) < settings.fetches
-            and time.monotonic() - t0 < settings.fetch_seconds
-        ):
-            t = time.perf_counter()
-            fetch(group)
-            latencies.append(time.perf_counter() - t)
-        elapsed = time.monotonic() - t0
-        after = backend.counters()
-        # Members keep heartbeating meanwhile: their measured rate is taken out.
-        ops = (after["ops"] - before["ops"]) - ops_rate * elapsed
-        return {
-            "refresh_p50_ms": statistics.median(latencies) * 1000,
-            "refresh_p95_ms": _percentile(latencies, 0.95) * 1000,
-            "refresh_samples": len(latencies),
-            "ops_per_refresh": max(0.0, ops / len(latencies)),
-        }
+        return _timed_fetches(api, backend, group, settings, ops_rate)
+    except exceptions.ServiceGroupError as exc:
+        # A new client refused by an overloaded server is a result too.
+        return f"{type(exc).__name__}: {exc}"
     finally:
         backends.stop_api(api)
+
+
+def _timed_fetches(
+    api: servicegroup.API,
+    backend: backends.Backend,
+    group: str,
+    settings: Settings,
+    ops_rate: float,
+) -> dict[str, Any]:
+    fetch = api.driver._observer.fetch  # type: ignore[attr-defined]
+    fetch(group)  # connect
+    latencies = []
+    before = backend.counters()
+    t0 = time.monotonic()
+    while (
+        len(latencies) < settings.fetches
+        and time.monotonic() - t0 < settings.fetch_seconds
+    ):
+        t = time.perf_counter()
+        fetch(group)
+        latencies.append(time.perf_counter() - t)
+    elapsed = time.monotonic() - t0
+    after = backend.counters()
+    # Members keep heartbeating meanwhile: their measured rate is taken out.
+    ops = (after["ops"] - before["ops"]) - ops_rate * elapsed
+    return {
+        "refresh_p50_ms": statistics.median(latencies) * 1000,
+        "refresh_p95_ms": _percentile(latencies, 0.95) * 1000,
+        "refresh_samples": len(latencies),
+        "ops_per_refresh": max(0.0, ops / len(latencies)),
+    }
