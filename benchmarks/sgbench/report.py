@@ -260,7 +260,8 @@ def markdown(results: dict[str, Any]) -> str:
         out += [
             "## Recovery after a backend restart",
             "",
-            f"The server is SIGKILLed and started again empty, with N members "
+            "The server is SIGKILLed and started again (data wiped, or kept "
+            "for the servers that persist it), with N members "
             f"heartbeating (report_interval {r0['report_interval']:g} s, "
             f"service_down_time {r0['service_down_time']:g} s, refresh_interval "
             f"{r0['refresh_interval']:g} s). Times from the server answering "
