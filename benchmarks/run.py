@@ -51,7 +51,7 @@ import servicegroup  # noqa: E402
 LOG = logging.getLogger("benchmarks")
 
 FULL_SIZES = (100, 1000, 10000)
-QUICK_SIZES = (50,)
+QUICK_SIZES = (20,)
 #: The group size of the is_up hot path (issue 7: 1,000 members).
 HOT_SIZE = 1000
 SECTIONS = ("scale", "failure", "recovery", "limits", "partition")

@@ -47,7 +47,7 @@ class Settings:
 
 
 FULL = Settings(10.0, 60.0, 150.0, 1000, 2, 50, 45.0)
-QUICK = Settings(2.0, 6.0, 30.0, 1000, 1, 3, 10.0)
+QUICK = Settings(2.0, 6.0, 30.0, 1000, 1, 3, 5.0)
 
 HotPath = Callable[[servicegroup.API, str, list[str]], dict[str, Any]]
 
