@@ -127,10 +127,23 @@ class MemberAgent:
         A member that could not be removed is seen down after
         ``service_down_time`` anyway.
         """
+        self.request_leave()
+        return self.wait_left(timeout)
+
+    def request_leave(self) -> None:
+        """Start leaving on the agent's own thread; do not wait."""
         self._goal = _Goal.LEFT
         self._timer.wake()
+
+    def wait_left(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the leave; True once done.
+
+        When the wait is cut short the agent still leaves (and ends its
+        thread) as soon as the backend lets it.
+        """
         done = self._clock.wait(self._left, timeout)
-        self._timer.cancel(timeout=0 if not done else timeout)
+        if done:
+            self._timer.cancel(timeout=timeout)
         return done
 
     def abandon(self) -> None:
@@ -151,6 +164,9 @@ class MemberAgent:
         if self._goal is _Goal.LEFT:
             self._finish()
             self._changed()
+            # Ends this thread once the round returns (cancel does not wait
+            # when called from the task itself).
+            self._timer.cancel(timeout=0)
             return IDLE
         was_joined = self._joined
         try:

@@ -762,9 +762,13 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             self._stopped = True
             agents = list(self._agents.values())
             self._agents.clear()
+        # All members leave at once, so one slow leave does not use up the
+        # time of the others; the wait is bounded as a whole.
+        for agent in agents:
+            agent.request_leave()
         deadline = self._clock.monotonic() + self._timing.backend_timeout
         for agent in agents:
-            agent.leave(max(0.0, deadline - self._clock.monotonic()))
+            agent.wait_left(max(0.0, deadline - self._clock.monotonic()))
         self._membership.close()
         self._observer.close()
 
