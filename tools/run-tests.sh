@@ -20,6 +20,7 @@ bash tools/setup-venv.sh
 
 step "lint and types"
 .venv/bin/ruff check servicegroup tests benchmarks examples
+.venv/bin/ruff format --check servicegroup tests benchmarks examples
 .venv/bin/mypy servicegroup
 
 if [ -f tools/check-sample-config.sh ]; then

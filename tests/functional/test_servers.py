@@ -206,16 +206,10 @@ def test_persistent_redis_keeps_data_unless_wiped() -> None:
 # --------------------------------------------------------------------------
 
 
-def memcached_set(
-    port: int, key: str, value: str, timeout: float = 2.0
-) -> str:
-    with socket.create_connection(
-        ("127.0.0.1", port), timeout=timeout
-    ) as sock:
+def memcached_set(port: int, key: str, value: str, timeout: float = 2.0) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         data = value.encode()
-        sock.sendall(
-            b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(data), data)
-        )
+        sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key.encode(), len(data), data))
         return sock.recv(1024).decode().strip()
 
 
@@ -300,9 +294,7 @@ def test_zookeeper_session_timeouts_are_clamped_to_1_60_s(
     kazoo_client = pytest.importorskip("kazoo.client")
     negotiated = {}
     for asked in (0.5, 2.0, 120.0):
-        client = kazoo_client.KazooClient(
-            hosts=zookeeper.address, timeout=asked
-        )
+        client = kazoo_client.KazooClient(hosts=zookeeper.address, timeout=asked)
         client.start(timeout=10)
         try:
             negotiated[asked] = zookeeper.session_timeouts()
@@ -352,8 +344,7 @@ def test_zookeeper_ensemble_survives_leader_loss_and_wipe() -> None:
     with ZooKeeperEnsemble(3) as ensemble:
         first, second, third = ensemble.nodes
         assert ensemble.url == (
-            f"kazoo://{first.address}"
-            f"?hosts={second.address}&hosts={third.address}"
+            f"kazoo://{first.address}?hosts={second.address}&hosts={third.address}"
         )
         modes = sorted(str(node.mode()) for node in ensemble.nodes)
         assert modes == ["follower", "follower", "leader"]
@@ -457,9 +448,7 @@ def test_sentinel_fails_over_to_the_replica() -> None:
         wait_for(lambda: replica.execute("GET", "k") == b"v")
 
         master.kill()
-        address = sentinel.wait_for_new_master(
-            (master.host, master.port), timeout=20
-        )
+        address = sentinel.wait_for_new_master((master.host, master.port), timeout=20)
         assert address == (replica.host, replica.port)
         wait_for(lambda: replica.role() == "master", what="promotion")
         assert replica.execute("SET", "k2", "v") == "OK"
@@ -474,12 +463,8 @@ def test_sentinel_fails_over_to_the_replica() -> None:
     "make",
     [
         pytest.param(RedisServer, marks=needs("redis"), id="redis"),
-        pytest.param(
-            MemcachedServer, marks=needs("memcached"), id="memcached"
-        ),
-        pytest.param(
-            ZooKeeperServer, marks=needs("zookeeper"), id="zookeeper"
-        ),
+        pytest.param(MemcachedServer, marks=needs("memcached"), id="memcached"),
+        pytest.param(ZooKeeperServer, marks=needs("zookeeper"), id="zookeeper"),
         pytest.param(EtcdServer, marks=needs("etcd"), id="etcd"),
     ],
 )
