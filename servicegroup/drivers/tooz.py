@@ -212,6 +212,10 @@ class _AlreadyExists(exceptions.BackendError):
     """The group or member we tried to create is already there."""
 
 
+class _Undecodable(exceptions.BackendError):
+    """The backend answered with a record tooz cannot decode."""
+
+
 #: Client libraries' connection errors that are not OSErrors (matched by
 #: name so that no optional client library has to be imported).
 _CONNECTION_ERROR_NAMES = frozenset({"ConnectionError", "ConnectionFailedError"})
@@ -239,6 +243,8 @@ def translate_errors(what: str) -> Iterator[None]:
         raise _AlreadyExists(f"{what}: already exists") from exc
     except coordination.ToozConnectionError as exc:
         raise exceptions.BackendUnavailable(f"{what}: {exc}") from exc
+    except tooz_utils.SerializationError as exc:
+        raise _Undecodable(f"{what}: undecodable record: {exc}") from exc
     except (
         coordination.OperationTimedOut,
         concurrent.futures.TimeoutError,
@@ -520,6 +526,12 @@ class ToozMemberSession(heartbeat.MemberSession):
             self._coord = None
 
 
+def _member_capabilities(
+    coord: coordination.CoordinationDriver, *, group: bytes, tooz_member: bytes
+) -> coordination.CoordAsyncResult[Any]:
+    return coord.get_member_capabilities(group, tooz_member)
+
+
 class ToozObserver:
     """Reads groups through a coordinator that never joins any."""
 
@@ -532,6 +544,7 @@ class ToozObserver:
         self._failures = 0
         self._closed = False
         self._lock = threading.Lock()
+        self._undecodable_groups: set[str] = set()
 
     def _coordinator(self) -> coordination.CoordinationDriver:
         if self._coord is None:
@@ -552,7 +565,12 @@ class ToozObserver:
                 coord = self._coordinator()
                 self._backend.ensure_connected(coord, what)
                 result = self._backend.wait(what, call(coord))
-            except (exceptions.GroupNotFound, exceptions.MemberNotFound):
+            except (
+                exceptions.GroupNotFound,
+                exceptions.MemberNotFound,
+                _Undecodable,
+            ):
+                # The backend answered: the connection is fine.
                 self._failures = 0
                 raise
             except exceptions.BackendError:
@@ -569,11 +587,47 @@ class ToozObserver:
 
     def fetch(self, group_id: str) -> dict[str, Any]:
         """Members of ``group_id`` that are alive -> their stored record."""
-        raw = self._read(
-            f"reading group {group_id}",
-            lambda c: c.get_members_with_capabilities(group_id.encode()),
-        )
+        group = group_id.encode()
+        try:
+            raw = self._read(
+                f"reading group {group_id}",
+                lambda c: c.get_members_with_capabilities(group),
+            )
+        except _Undecodable as exc:
+            raw = self._fetch_one_by_one(group_id, exc)
         return {member_id_from_tooz(k, group_id): v for k, v in raw.items()}
+
+    def _fetch_one_by_one(self, group_id: str, cause: _Undecodable) -> dict[bytes, Any]:
+        # tooz decodes a whole group at once, so one record it cannot read
+        # (a Liberty zk driver's znode under the same prefix during an
+        # upgrade, another program's data) would hide every member. Read
+        # them one by one instead: such a member is alive (it is listed)
+        # but has no capabilities to show.
+        if group_id not in self._undecodable_groups:
+            self._undecodable_groups.add(group_id)
+            LOG.warning(
+                "Group %s holds records that are not tooz capabilities (%s); "
+                "those members are listed without capabilities",
+                group_id,
+                cause,
+            )
+        group = group_id.encode()
+        raw: dict[bytes, Any] = {}
+        for tooz_member in self._read(
+            f"listing group {group_id}", lambda c: c.get_members(group)
+        ):
+            read_one = functools.partial(
+                _member_capabilities, group=group, tooz_member=tooz_member
+            )
+            try:
+                raw[tooz_member] = self._read(
+                    f"reading member {tooz_member!r} of group {group_id}", read_one
+                )
+            except _Undecodable:
+                raw[tooz_member] = None
+            except exceptions.MemberNotFound:
+                pass  # left meanwhile
+        return raw
 
     def groups(self) -> list[str]:
         raw = self._read("listing groups", lambda c: c.get_groups())

@@ -162,6 +162,53 @@ def test_liberty_zk_conf_works_unchanged(
     )
 
 
+def test_upgraded_observer_reads_a_group_with_liberty_znodes(
+    server_pool, nova_conf, apis, group
+) -> None:
+    """During the upgrade, a Liberty zk driver's znode (not tooz data) in the
+    same group neither hides the upgraded members nor is itself hidden: its
+    ephemeral node means that old service is alive."""
+    zookeeper = server_pool.get("zookeeper")
+    path = nova_conf(
+        f"""\
+        [DEFAULT]
+        servicegroup_driver = zk
+        report_interval = 0.5
+        service_down_time = 3
+
+        [zookeeper]
+        address = {zookeeper.address}
+        sg_prefix = /servicegroups
+        """
+    )
+    kazoo_client = pytest.importorskip("kazoo.client")
+    zk = kazoo_client.KazooClient(hosts=zookeeper.address)
+    zk.start(timeout=10)
+    try:
+        zk.create(
+            f"/servicegroups/{group}/oldcompute",
+            b"0.8444218515250481",  # not msgpack: what tooz cannot decode
+            ephemeral=True,
+            makepath=True,
+        )
+        api = legacy_api(path, apis)
+        api.join("newcompute", group, capabilities={"version": "2"})
+        support.wait_until(
+            lambda: api.get_all(group) == ["newcompute", "oldcompute"],
+            10,
+            "both the upgraded and the Liberty service up",
+        )
+        caps = {m.id: m.capabilities for m in api.get_members(group)}
+        assert caps == {"newcompute": {"version": "2"}, "oldcompute": {}}
+    finally:
+        zk.stop()  # the old service goes away: its ephemeral node with it
+        zk.close()
+    support.wait_until(
+        lambda: not api.is_up("oldcompute", group), 3.0 + SLACK, "oldcompute down"
+    )
+    assert api.is_up("newcompute", group)
+
+
 def test_zk_uses_every_listed_server(server_pool, nova_conf, apis, group) -> None:
     """A dead first server does not matter: kazoo is given all of them."""
     zookeeper = server_pool.get("zookeeper")
