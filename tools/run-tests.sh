@@ -29,8 +29,9 @@ if [ -f tools/check-sample-config.sh ]; then
 fi
 
 if [ -f tools/build-docs.sh ]; then
-  step "documentation (warnings are errors)"
+  step "documentation (warnings are errors) and release notes"
   bash tools/build-docs.sh
+  .venv/bin/reno lint
 fi
 
 if [ -f benchmarks/run.py ]; then
