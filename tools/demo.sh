@@ -3,5 +3,16 @@
 # server to install. Extra arguments go to `servicegroup demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SERVICEGROUP_EXTRAS=${SERVICEGROUP_EXTRAS:-test} bash tools/setup-venv.sh
+# pip and setuptools are chatty (build warnings on every run): keep their
+# output for when the setup fails, so the demo is the first thing one reads.
+log=$(mktemp "${TMPDIR:-/tmp}/servicegroup-setup.XXXXXX")
+trap 'rm -f "$log"' EXIT
+echo "Setting up .venv (pip install; the first time takes a minute)..." >&2
+if ! SERVICEGROUP_EXTRAS=${SERVICEGROUP_EXTRAS:-test} bash tools/setup-venv.sh >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "tools/demo.sh: setting up .venv failed (output above)" >&2
+  exit 1
+fi
+rm -f "$log"
+trap - EXIT
 exec .venv/bin/servicegroup demo "$@"

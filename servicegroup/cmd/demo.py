@@ -1,4 +1,4 @@
-"""``servicegroup demo``: what the library does, in about fifteen seconds.
+"""``servicegroup demo``: what the library does, in a few seconds.
 
 The demo starts member processes (``servicegroup join``, the same code an
 operator runs), watches them through its own :class:`servicegroup.API`, and

@@ -15,6 +15,7 @@ import importlib.metadata
 import logging
 import os
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from typing import IO, Any
@@ -122,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(
             name,
             help=COMMANDS[name][2],
-            description=description,
+            # The raw formatter keeps the epilog's table; wrap the prose.
+            description=textwrap.fill(description, 79),
             epilog=errors.EXIT_CODES_HELP,
             formatter_class=_Formatter,
         )
@@ -138,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the configuration files) everything happens in a private "
         "temporary directory, removed at the end; with a URL the demo uses "
         "a fresh group named compute-demo-XXXXXX so it never touches real "
-        "groups. Takes about 15 seconds.",
+        "groups. Takes a few seconds (about ten on a terminal, which "
+        "pauses between steps).",
     )
     demo.add_argument(
         "--members",

@@ -498,6 +498,52 @@ def test_watch_writes_one_line_per_event_when_piped(
     assert not any(ANSI.search(line) for line in watch.lines)
 
 
+def test_watch_in_a_terminal_redraws_its_table(
+    env: dict[str, str],
+    file_url: str,
+    fast_conf: str,
+    group: str,
+    start: Callable[..., Running],
+) -> None:
+    common = ["--url", file_url, "--config-file", fast_conf]
+    start(*common, "join", group, "host1", "--capability", "zone=az1").expect("is up")
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [*COMMAND, *common, "watch", group],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=dict(env, TERM="xterm"),
+    )
+    os.close(terminal)
+    text = ""
+    deadline = time.monotonic() + EXPECT_TIMEOUT
+    try:
+        # Until the table has been drawn at least twice, then stop it.
+        while time.monotonic() < deadline and text.count("\x1b[H") < 2:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                text += os.read(controller, 65536).decode(errors="replace")
+        proc.send_signal(signal.SIGTERM)
+        # Keep reading, so a full terminal buffer cannot block its exit.
+        while proc.poll() is None and time.monotonic() < deadline + 15:
+            ready, _, _ = select.select([controller], [], [], 0.5)
+            if ready:
+                try:
+                    text += os.read(controller, 65536).decode(errors="replace")
+                except OSError:  # EIO: the command exited
+                    break
+        status = proc.wait(timeout=15)
+    finally:
+        os.close(controller)
+        if proc.poll() is None:
+            proc.kill()
+    assert status == 0, text
+    assert text.count("\x1b[H") >= 2, text  # redrawn in place
+    assert re.search(r"host1\s+\x1b\[32mup\x1b\[0m.*zone=az1", text), text
+    assert "Recent events:" in text
+
+
 def test_watch_reports_a_stale_view_while_the_backend_is_paused(
     private_server, fast_conf: str, group: str, start: Callable[..., Running]
 ) -> None:  # type: ignore[no-untyped-def]
