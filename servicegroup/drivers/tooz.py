@@ -343,6 +343,7 @@ class ToozBackend:
         url_options = urllib.parse.parse_qs(self._parts.query)
         self.options = backend_options(self.scheme, url_options, timing)
         self.timing = timing
+        self.check_options()
         self.effective = self._effective_timeouts(url_options)
 
     def _effective_timeouts(
@@ -360,9 +361,9 @@ class ToozBackend:
         # tickTime by default) and kazoo keeps the negotiated value private.
         return {"membership_timeout": float(merged.get(key, 0) or 0)}
 
-    def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
-        """A started coordinator for ``tooz_member``."""
-        with translate_errors(f"connecting to {self.redacted_url}"):
+    def _new_coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
+        """A coordinator for ``tooz_member``, not started (no traffic yet)."""
+        try:
             driver_class = _driver_override(self.scheme)
             if driver_class is not None:
                 # What get_coordinator does, with our subclass: our options
@@ -377,11 +378,26 @@ class ToozBackend:
                 coord = coordination.get_coordinator(
                     self._url, tooz_member, **self.options
                 )
-            if self.is_zookeeper:
-                # tooz waits its session timeout (service_down_time, 60 s
-                # for Nova) for kazoo to connect; one backend operation's
-                # worth is enough, the heartbeat loop tries again.
-                coord.timeout = math.ceil(self.timing.backend_timeout)  # type: ignore[attr-defined]
+        except (ValueError, TypeError, KeyError) as exc:
+            # tooz parses the URL's options here: timeout=abc, handler=nope.
+            raise exceptions.InvalidURL(
+                f"{self.redacted_url!r} has an option tooz cannot use: {exc}"
+            ) from exc
+        if self.is_zookeeper:
+            # tooz waits its session timeout (service_down_time, 60 s
+            # for Nova) for kazoo to connect; one backend operation's
+            # worth is enough, the heartbeat loop tries again.
+            coord.timeout = math.ceil(self.timing.backend_timeout)  # type: ignore[attr-defined]
+        return coord
+
+    def check_options(self) -> None:
+        """Raise InvalidURL now if tooz rejects the URL's options."""
+        _stop_quietly(self._new_coordinator(b"servicegroup-option-check"))
+
+    def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
+        """A started coordinator for ``tooz_member``."""
+        coord = self._new_coordinator(tooz_member)
+        with translate_errors(f"connecting to {self.redacted_url}"):
             try:
                 coord.start(start_heart=False)
             except BaseException:

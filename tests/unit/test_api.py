@@ -185,6 +185,13 @@ def test_unknown_driver_lists_the_available_ones() -> None:
         ("redis://h:notaport", exceptions.InvalidURL, "not a valid URL"),
         ("", exceptions.InvalidURL, "empty"),
         ("file://", exceptions.InvalidURL, "no directory"),
+        # Options tooz parses itself; nothing listens on port 1, and the
+        # error must come at once, not from a background retry loop.
+        ("redis://:pw@127.0.0.1:1?timeout=x", exceptions.InvalidURL, "'x'"),
+        ("memcached://127.0.0.1:1?membership_timeout=x", exceptions.InvalidURL, "'x'"),
+        ("kazoo://127.0.0.1:1?handler=nope", exceptions.InvalidURL, "handler"),
+        ("etcd3+http://127.0.0.1:1?timeout=x", exceptions.InvalidURL, "'x'"),
+        ("file:///nonexistent?timeout=x", exceptions.InvalidURL, "'x'"),
     ],
 )
 def test_bad_urls(url: str, error: type[Exception], fragment: str) -> None:
