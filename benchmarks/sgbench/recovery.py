@@ -87,13 +87,21 @@ def run(backend: backends.Backend, members: int, wipe: bool = True) -> dict[str,
             if view.fetched_at is not None and view.fetched_at > answering:
                 if fresh_at is None:
                     fresh_at = view.fetched_at
-                lowest = min(lowest, len(view.up))
-                if len(view.up) == members:
+                # Members the observer only holds up for a grace period
+                # after the restart (stale) have not registered again yet.
+                registered = sum(
+                    1 for m in view.members.values() if m.is_up and not m.stale
+                )
+                lowest = min(lowest, registered)
+                if registered == members:
                     result["recovered_seconds"] = view.fetched_at - answering
                     break
             time.sleep(0.02)
         else:
-            result["recovered"] = len(membership.view(group).up)
+            view = membership.view(group)
+            result["recovered"] = sum(
+                1 for m in view.members.values() if m.is_up and not m.stale
+            )
         if fresh_at is not None:
             result["observer_back_seconds"] = fresh_at - answering
         result["lowest_seen"] = lowest

@@ -791,11 +791,17 @@ def test_member_processes_converge_on_changes(tmp_path: Path) -> None:
     url = f"file://{tmp_path}"
     names = ["rug-a", "rug-b", "rug-c"]
     resources = 300
-    workers = [WorkerProcess(name, url, resources) for name in names]
+    workers = [WorkerProcess(name, url, resources) for name in names[:2]]
     try:
-        # All three start, see each other, agree, and share every router
-        # exactly once.
+        wait_until(lambda: agreed(workers, set(names[:2])), "2 agree", workers)
+        # Join: the newcomer sees itself first (two owners for its keys) or
+        # last (no owner); either way the others agree with it within one
+        # refresh, and then every router has exactly one owner.
+        joined_at = time.time()
+        workers.append(WorkerProcess(names[2], url, resources))
         wait_until(lambda: agreed(workers, set(names)), "3 agree", workers)
+        seen = [first_time(worker, set(names), joined_at) for worker in workers]
+        assert max(seen) - min(seen) <= REFRESH_INTERVAL + SLACK
         owned = ownership(workers)
         assert sorted(owned) == sorted(f"router-{i}" for i in range(300))
 
