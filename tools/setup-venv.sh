@@ -8,6 +8,6 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-extras=${SERVICEGROUP_EXTRAS:-all,test,docs}
+extras=${SERVICEGROUP_EXTRAS:-all,test,docs,bench}
 .venv/bin/python -m pip install --quiet -e ".[${extras}]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import servicegroup" # fail loudly if the install did not work
