@@ -295,20 +295,77 @@ class _FileDriver(tooz_file.FileDriver):
         return tooz_file.FileFutureResult(self._executor.submit(_update))
 
 
+#: Lua scripts that replace tooz's ``WATCH``/``MULTI`` transactions on the
+#: group hash. Every heartbeat rewrites a member's record in that hash, so
+#: in a busy group an optimistic transaction is aborted again and again and
+#: redis-py retries it without end: joins and refreshes livelocked (see
+#: doc/source/benchmarks.rst). A script runs atomically and never retries.
+#: ``${group_existence_key}`` is filled in by tooz, as for its own scripts.
+_REDIS_SCRIPTS = {
+    "sg_join_group": """
+local group_key = KEYS[1]
+if redis.call("exists", group_key) == 0 then
+    return -1
+end
+return redis.call("hsetnx", group_key, ARGV[1], ARGV[2])
+""",
+    "sg_leave_group": """
+local group_key = KEYS[1]
+if redis.call("exists", group_key) == 0 then
+    return -1
+end
+return redis.call("hdel", group_key, ARGV[1])
+""",
+    # Members whose heartbeat key expired are pruned, as tooz does, but in
+    # the same atomic step as the read. The heartbeat keys are not declared
+    # in KEYS: tooz's Redis driver supports one server or Sentinel, never
+    # Redis Cluster, where that would matter.
+    "sg_members_with_capabilities": """
+local group_key = KEYS[1]
+local beat_prefix = ARGV[1]
+local self_id = ARGV[2]
+if redis.call("exists", group_key) == 0 then
+    return -1
+end
+local fields = redis.call("hgetall", group_key)
+local alive = {}
+for i = 1, #fields, 2 do
+    local member = fields[i]
+    if member ~= "${group_existence_key}" then
+        if member == self_id
+            or redis.call("exists", beat_prefix .. member) == 1 then
+            alive[#alive + 1] = member
+            alive[#alive + 1] = fields[i + 1]
+        else
+            redis.call("hdel", group_key, member)
+        end
+    end
+end
+return alive
+""",
+}
+
+
 @functools.cache
 def _redis_driver() -> type[coordination.CoordinationDriver]:
-    """tooz's Redis driver without redis-py's own retries.
+    """tooz's Redis driver, fixed for busy groups and fast recovery.
 
-    redis-py retries a refused connection with exponential backoff (about a
-    minute in all before tooz sees an error), and tooz offers no option to
-    change that. The heartbeat loop already retries with backoff and jitter;
-    a second layer underneath only keeps a recovered backend waiting.
+    * Without redis-py's own retries: redis-py retries a refused connection
+      with exponential backoff (about a minute in all before tooz sees an
+      error), and tooz offers no option to change that. The heartbeat loop
+      already retries with backoff and jitter; a second layer underneath
+      only keeps a recovered backend waiting.
+    * Joining, leaving and reading a group run as Lua scripts instead of
+      optimistic transactions (see :data:`_REDIS_SCRIPTS`).
+
     Imported on first use: redis-py is an optional extra.
     """
     from redis import backoff, retry
     from tooz.drivers import redis as tooz_redis
 
     class _RedisDriver(tooz_redis.RedisDriver):
+        SCRIPTS = {**tooz_redis.RedisDriver.SCRIPTS, **_REDIS_SCRIPTS}
+
         @classmethod
         def _make_client(
             cls,
@@ -319,6 +376,75 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
             client = super()._make_client(parsed_url, options, default_socket_timeout)
             client.set_retry(retry.Retry(backoff.NoBackoff(), 0))
             return client
+
+        def _script_result(
+            self,
+            name: str,
+            keys: list[bytes],
+            args: list[bytes],
+            then: Callable[[Any], T],
+        ) -> coordination.CoordinatorResult[T]:
+            script = self._get_script(name)
+            return tooz_redis.RedisFutureResult(
+                self._submit(lambda: then(script(keys=keys, args=args)))
+            )
+
+        def join_group(
+            self,
+            group_id: bytes,
+            capabilities: coordination.Capabilities | None = None,
+        ) -> coordination.CoordinatorResult[None]:
+            def joined(answer: Any) -> None:
+                if answer == -1:
+                    raise coordination.GroupNotCreated(group_id)
+                if answer == 0:
+                    raise coordination.MemberAlreadyExist(group_id, self._member_id)
+                self._joined_groups.add(group_id)
+
+            return self._script_result(
+                "sg_join_group",
+                [self._encode_group_id(group_id)],
+                [self._encode_member_id(self._member_id), self._dumps(capabilities)],
+                joined,
+            )
+
+        def leave_group(self, group_id: bytes) -> coordination.CoordinatorResult[None]:
+            def left(answer: Any) -> None:
+                if answer == -1:
+                    raise coordination.GroupNotCreated(group_id)
+                if answer == 0:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+                self._joined_groups.discard(group_id)
+
+            return self._script_result(
+                "sg_leave_group",
+                [self._encode_group_id(group_id)],
+                [self._encode_member_id(self._member_id)],
+                left,
+            )
+
+        def get_members_with_capabilities(
+            self, group_id: bytes
+        ) -> coordination.CoordinatorResult[
+            dict[bytes, coordination.Capabilities | None]
+        ]:
+            def members(answer: Any) -> dict[bytes, coordination.Capabilities | None]:
+                if answer == -1:
+                    raise coordination.GroupNotCreated(group_id)
+                return {
+                    self._decode_member_id(answer[i]): self._loads(answer[i + 1])
+                    for i in range(0, len(answer), 2)
+                }
+
+            return self._script_result(
+                "sg_members_with_capabilities",
+                [self._encode_group_id(group_id)],
+                [
+                    self._beat_prefix + self.NAMESPACE_SEP,
+                    self._encode_member_id(self._member_id),
+                ],
+                members,
+            )
 
     return _RedisDriver
 
