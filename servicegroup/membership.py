@@ -171,14 +171,16 @@ class MembershipCache:
             raw = {}
             group_lost = True
         except exceptions.BackendError as exc:
-            self._unreachable.add(group_id)
-            if old is None or not old.stale:
+            # Once per outage: a view can be stale for another reason (a
+            # recovery grace, a first fetch that timed out).
+            if group_id not in self._unreachable:
                 LOG.warning(
                     "Cannot refresh group %s (%s); answering from the last "
                     "good view until the backend is back",
                     group_id,
                     exc,
                 )
+            self._unreachable.add(group_id)
             if old is None:
                 new = GroupView(group_id, {}, frozenset(), True, None)
             else:
@@ -194,7 +196,7 @@ class MembershipCache:
             return
         recovered = group_id in self._unreachable
         self._unreachable.discard(group_id)
-        if recovered and old is not None and old.stale:
+        if recovered:
             LOG.info("Group %s is refreshed again", group_id)
         self._publish(old, self._build(group_id, old, raw, recovered, group_lost))
 
@@ -216,7 +218,8 @@ class MembershipCache:
         ``report_interval``). Until then the first reads would show the
         whole group down, so those members stay up, marked stale, for that
         long. A member that really died during the outage is down once the
-        grace ends.
+        grace ends. A member found again is no longer held: if it then
+        leaves or stops beating, that is seen as usual.
         """
         now = self._clock.monotonic()
         grace = self._grace.get(group_id)
@@ -241,7 +244,9 @@ class MembershipCache:
         if grace is None:
             return frozenset()
         held = grace[1] - frozenset(raw)
-        if not held:
+        if held:
+            self._grace[group_id] = (grace[0], held)
+        else:
             del self._grace[group_id]
         return held
 

@@ -342,3 +342,40 @@ def test_an_outage_during_a_grace_gets_a_grace_of_its_own(
         assert observer.is_up("host1", GROUP), "host1 had no time to report"
     sg.advance(2 * sg.report_interval)
     assert observer.get_all(GROUP) == ["host1"]
+
+
+def test_member_back_in_a_grace_then_leaving_is_not_held(
+    sg: ServiceGroupFixture,
+) -> None:
+    """The grace holds members until they are found again, not after."""
+    sg.api.join("host1", GROUP)
+    sg.api.join("host2", GROUP)
+    observer = sg.new_api()
+    assert observer.get_all(GROUP) == ["host1", "host2"]
+    sg.crash("host2", GROUP)  # never comes back: the grace runs its course
+    sg.store.wipe()
+    sg.advance(sg.refresh_interval)
+    sg.advance(sg.report_interval)  # host1 is back
+    assert observer.get_all(GROUP) == ["host1", "host2"]
+    sg.api.leave("host1", GROUP)
+    sg.advance(sg.refresh_interval)
+    assert observer.get_all(GROUP) == ["host2"]  # still in its grace
+
+
+def test_an_outage_during_a_grace_is_logged(
+    sg: ServiceGroupFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    sg.api.join("host1", GROUP)
+    sg.api.join("host2", GROUP)
+    observer = sg.new_api()
+    assert observer.get_all(GROUP) == ["host1", "host2"]
+    sg.crash("host2", GROUP)
+    sg.store.wipe()
+    sg.advance(sg.refresh_interval)
+    assert any(m.stale for m in observer.get_members(GROUP))  # in its grace
+    caplog.set_level(logging.WARNING, logger="servicegroup.membership")
+    sg.store.set_reachable(False)
+    for _ in range(3):
+        sg.advance(sg.refresh_interval)
+    cannot = [r for r in caplog.records if "Cannot refresh" in r.getMessage()]
+    assert len(cannot) == 1
