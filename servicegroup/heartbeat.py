@@ -28,8 +28,9 @@ LOG = logging.getLogger(__name__)
 
 #: First retry delay after a failure; doubles up to the configured cap.
 INITIAL_BACKOFF = 0.1
-#: After this many failed rounds in a row, the session is rebuilt from
-#: scratch, in case the client library is stuck in a state it cannot leave.
+#: After this many failed rounds in a row, the session is reset (see
+#: MemberSession.reset), in case the client library is stuck in a state it
+#: cannot leave.
 RECONNECT_AFTER_FAILURES = 5
 #: Delay reported to the clock once the agent is done (it is cancelled then).
 IDLE = 3600.0
@@ -65,6 +66,17 @@ class MemberSession(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Close the connection; never raises."""
+
+    def reset(self) -> bool:
+        """Get a client that stopped making progress going again.
+
+        Called after :data:`RECONNECT_AFTER_FAILURES` failed rounds in a
+        row. Must not remove the member: an observer would see it down while
+        it is alive. Returns True when the connection was closed (the agent
+        connects and joins again), False when it is still open.
+        """
+        self.close()
+        return True
 
 
 class _Goal(enum.Enum):
@@ -228,8 +240,7 @@ class MemberAgent:
             delay,
             exc,
         )
-        if self._failures % RECONNECT_AFTER_FAILURES == 0:
-            self._session.close()
+        if self._failures % RECONNECT_AFTER_FAILURES == 0 and self._session.reset():
             self._connected = False
             self._joined = False
         return delay

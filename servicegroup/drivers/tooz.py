@@ -543,9 +543,10 @@ class ToozBackend:
         kazoo queues requests until it reconnects, so every call would wait
         the whole backend timeout (tooz's ``heartbeat()`` even waits without
         any), and the heartbeat loop would need five of those before it
-        rebuilds a client that may never reconnect: a ZooKeeper that lost
-        its data refuses, forever, a client that saw a newer zxid. Failing
-        fast lets the loop rebuild within about a second.
+        resets a client that may never reconnect: a ZooKeeper that lost
+        its data refuses, forever, a client that saw a newer zxid (see
+        :meth:`ToozMemberSession.reset`). Failing fast lets the loop reset
+        it within about a second.
         """
         if not self.is_zookeeper:
             return
@@ -559,10 +560,18 @@ class ToozBackend:
             return result.get(timeout=self.timing.backend_timeout)
 
 
-def _stop_quietly(coord: coordination.CoordinationDriver) -> None:
+def _stop_quietly(
+    coord: coordination.CoordinationDriver, *, keep_liveness: bool = False
+) -> None:
     # tooz's stop() leaves every joined group and waits without a timeout;
     # we already left (with one), so a dead backend must not hang us here.
     coord._joined_groups = set()
+    redis_client = None
+    if keep_liveness and getattr(coord, "_beat_prefix", None) is not None:
+        # tooz's Redis driver deletes the member's heartbeat key when it
+        # stops, and the next observer to read the group would prune the
+        # member: hide the client from it, and close it ourselves.
+        redis_client, coord._client = coord._client, None  # type: ignore[attr-defined]
     try:
         coord.stop()
     except Exception:  # noqa: BLE001 - closing must never fail the caller
@@ -576,6 +585,11 @@ def _stop_quietly(coord: coordination.CoordinationDriver) -> None:
             close()
         except Exception:  # noqa: BLE001 - as above
             LOG.debug("Ignoring error while closing a kazoo client", exc_info=True)
+    if redis_client is not None:
+        try:
+            redis_client.connection_pool.disconnect()
+        except Exception:  # noqa: BLE001 - as above
+            LOG.debug("Ignoring error while closing a Redis client", exc_info=True)
     # Nor does it close etcd3gw's requests session: its pooled sockets stay
     # open until the garbage collector finds the cycle they are part of.
     session = getattr(getattr(coord, "client", None), "session", None)
@@ -666,6 +680,28 @@ class ToozMemberSession(heartbeat.MemberSession):
         if self._coord is not None:
             _stop_quietly(self._coord)
             self._coord = None
+
+    def reset(self) -> bool:
+        coord = self._coord
+        if coord is None:
+            return True
+        kazoo_client = (
+            getattr(coord, "_coord", None) if self._backend.is_zookeeper else None
+        )
+        if kazoo_client is not None and not kazoo_client._stopped.is_set():
+            # kazoo reconnects by itself, and closing its session would
+            # delete the member's node: during a leader election, or with
+            # the member's server gone, observers would see it down. What
+            # kazoo cannot get past alone is a server that lost its data:
+            # it refuses, forever, a client that saw a newer zxid than its
+            # own. Forgetting ours lets the client in; a server that still
+            # knows the session resumes it, one that does not expires it and
+            # kazoo opens a new one (the member then joins again).
+            kazoo_client.last_zxid = 0
+            return False
+        self._coord = None
+        _stop_quietly(coord, keep_liveness=True)
+        return True
 
 
 def _member_capabilities(

@@ -327,3 +327,51 @@ def test_observer_cut_off_fails_static(
         measured(f"{backend} fail static: observer fresh again after restore", took)
     finally:
         proxy.close()
+
+
+def test_zookeeper_member_cut_off_keeps_its_session(
+    group, server_pool, observers, caplog
+) -> None:
+    """A member that fails round after round (so its client gets reset) but
+    is back before its session times out is never seen down: the reset
+    keeps the ZooKeeper session, and with it the member's node."""
+    server = server_pool.get("zookeeper")
+    proxy = support.TcpProxy(server.port)
+    down_time = 20.0  # the session timeout: far longer than the cut
+    try:
+        member = observers(_proxied(server.url, proxy), service_down_time=down_time)
+        observer = observers(server.url, service_down_time=down_time)
+        member.join("m1", group)
+        support.wait_until(lambda: observer.is_up("m1", group), 10, "m1 up")
+        created_by = _node_creator(server, group)
+        changes: list[servicegroup.MembershipChange] = []
+        observer.watch(group, changes.append)
+        caplog.set_level(logging.DEBUG, logger="servicegroup.heartbeat")
+        proxy.cut(blackhole=False)  # refused at once: rounds fail fast
+        support.wait_until(
+            lambda: "attempt 6" in caplog.text,
+            down_time / 2,
+            "the member failing past a reset",
+        )
+        proxy.restore()
+        support.wait_until(
+            lambda: "is back in group" in caplog.text, down_time / 2, "m1 back"
+        )
+        assert observer.is_up("m1", group)
+        assert not any("m1" in change.left for change in changes), changes
+        assert _node_creator(server, group) == created_by
+    finally:
+        proxy.close()
+
+
+def _node_creator(server: servers.BackendServer, group: str) -> int:
+    """The transaction that created the group's one member node."""
+    kazoo_client = pytest.importorskip("kazoo.client")
+    zk = kazoo_client.KazooClient(hosts=server.address)
+    zk.start(timeout=10)
+    try:
+        [child] = zk.get_children(f"/tooz/{group}")
+        return int(zk.get(f"/tooz/{group}/{child}")[1].czxid)
+    finally:
+        zk.stop()
+        zk.close()

@@ -153,6 +153,36 @@ def test_session_is_rebuilt_after_five_failed_rounds() -> None:
     assert len([t for t in connects if t <= closes[0]]) == 5
 
 
+class ResumableSession(ScriptedSession):
+    """A session whose client gets going again without being closed."""
+
+    def reset(self) -> bool:
+        self.calls.append(("reset", self.clock.monotonic()))
+        return False
+
+
+def test_a_session_that_resets_in_place_is_not_closed_or_joined_again() -> None:
+    """A ZooKeeper session is reset in place (closing it would delete the
+    member's node): the agent keeps beating on it, it does not reconnect
+    or join again."""
+    clock = FakeClock()
+    session = ResumableSession(clock)
+    session.failing = False
+    agent = heartbeat.MemberAgent(
+        "host1", GROUP, {}, session, clock, _timing(report=1.0, retry_max=1.0)
+    )
+    assert agent.joined
+    session.failing = True
+    _advance_finely(clock, 3.0, step=0.01)
+    assert session.times("reset"), "no reset after five failed rounds"
+    session.failing = False
+    _advance_finely(clock, 1.5, step=0.01)
+    assert session.times("close") == []
+    assert len(session.times("connect")) == 1
+    assert len(session.times("join")) == 1
+    assert session.times("refresh")[-1] > session.times("reset")[0]
+
+
 def test_join_returns_at_once_while_the_backend_is_down(
     sg: ServiceGroupFixture,
 ) -> None:
