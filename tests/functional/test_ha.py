@@ -122,7 +122,6 @@ def test_twemproxy_losing_the_memcached_with_the_group(group, cleanup):
     holder = holders[0]
 
     holder.kill()
-    killed_at = time.monotonic()
     lost_at = time.time()
     bound = 2 * REPORT + retry_ms / 1000 + REFRESH + SLACK
     took = support.timed_wait(
@@ -139,7 +138,6 @@ def test_twemproxy_losing_the_memcached_with_the_group(group, cleanup):
         bound,
         "whole across proxy retries",
     )
-    assert time.monotonic() - killed_at > retry_ms / 1000
 
     holder.start()  # back, and empty: the keys that hash to it are gone
     back_at = time.time()
