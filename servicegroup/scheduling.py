@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from servicegroup import exceptions
+
 LOG = logging.getLogger(__name__)
 
 #: One round of background work; returns the delay before the next round.
@@ -74,7 +76,15 @@ class _ThreadTimer(Timer):
         self._thread = threading.Thread(
             target=self._run, args=(delay,), name=name, daemon=True
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except RuntimeError as exc:
+            # "can't start new thread": the process or the host ran out of
+            # threads (kernel.pid_max, ulimit -u). Say so in our own terms.
+            raise exceptions.ServiceGroupError(
+                f"cannot start the background thread {name}: {exc}; the "
+                "process has too many threads for this host's limits"
+            ) from exc
 
     def _run(self, delay: float) -> None:
         while True:

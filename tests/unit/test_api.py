@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -280,3 +281,26 @@ def test_client_connection_errors_mean_unavailable() -> None:
         with translate_errors("reading"):
             raise KeyError("odd")
     assert type(info.value) is exceptions.BackendError
+
+
+def test_join_when_the_host_has_no_threads_left(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """Out of threads (kernel.pid_max, ulimit -u) is a ServiceGroupError
+    that says so, and the member is not half-joined."""
+    api = servicegroup.API(conf=_conf(servicegroup_tooz_url=f"file://{tmp_path}"))
+    try:
+
+        def refuse(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", refuse)
+            with pytest.raises(exceptions.ServiceGroupError, match="too many threads"):
+                api.join("host1", "compute")
+        with pytest.raises(exceptions.MemberNotJoined):
+            api.leave("host1", "compute")
+        api.join("host1", "compute")  # threads again: joins as usual
+        assert api.is_up("host1", "compute")
+    finally:
+        api.stop()
