@@ -59,6 +59,17 @@ class MemberSession(abc.ABC):
     def refresh(self, record: Mapping[str, Any]) -> None:
         """Rewrite the member's record; raise MemberNotFound if it is gone."""
 
+    def confirm(self) -> bool:
+        """Check, without writing, that the member is still in the group.
+
+        For a backend where :meth:`beat` alone keeps the member's heartbeat
+        time visible to observers, so its record needs writing only when
+        the capabilities change. Raises ``MemberNotFound`` or
+        ``GroupNotFound`` when the member is gone; returns False when the
+        record must be rewritten every round instead (the default).
+        """
+        return False
+
     @abc.abstractmethod
     def leave(self) -> None:
         """Remove the member from the group."""
@@ -106,6 +117,9 @@ class MemberAgent:
         self._goal = _Goal.JOINED
         self._connected = False
         self._joined = False
+        #: The capabilities of the latest record the backend accepted
+        #: (update_capabilities replaces the dict, so identity tells).
+        self._written: Mapping[str, Any] | None = None
         self._failures = 0
         self._left = threading.Event()
         self._on_change = on_change
@@ -202,14 +216,19 @@ class MemberAgent:
             self._session.connect()
             self._connected = True
         self._session.beat()
-        record = member.envelope(self._capabilities, self._clock.time())
+        capabilities = self._capabilities
+        record = member.envelope(capabilities, self._clock.time())
         if not self._joined:
             self._session.join(record)
             self._joined = True
+            self._written = capabilities
             LOG.info("Member %s joined group %s", self.member_id, self.group_id)
             return
         try:
+            if capabilities is self._written and self._session.confirm():
+                return
             self._session.refresh(record)
+            self._written = capabilities
         except (exceptions.MemberNotFound, exceptions.GroupNotFound) as exc:
             # Evicted after a pause, backend restarted empty, ZooKeeper
             # session or etcd lease expired: the member is alive, so it
@@ -223,6 +242,7 @@ class MemberAgent:
             )
             self._session.join(record)
             self._joined = True
+            self._written = capabilities
 
     def _failed(self, exc: exceptions.BackendError) -> float:
         self._failures += 1

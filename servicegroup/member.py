@@ -67,3 +67,20 @@ def from_envelope(
     if isinstance(raw, Mapping):
         return raw, None
     return {}, None
+
+
+def with_heartbeat(raw: object, beat_time: object) -> object:
+    """``raw`` with its ``updated_at`` moved up to ``beat_time`` if later.
+
+    For backends where the heartbeat itself records its time (memcached's
+    liveness key), so the record need not be rewritten on every beat.
+    Anything that is not an envelope, or no time, passes through unchanged.
+    """
+    if not isinstance(beat_time, (int, float)) or isinstance(beat_time, bool):
+        return raw
+    if not isinstance(raw, Mapping) or raw.get(ENVELOPE_VERSION_KEY) is None:
+        return raw
+    stamp = raw.get("updated_at")
+    if isinstance(stamp, (int, float)) and stamp >= beat_time:
+        return raw
+    return {**raw, "updated_at": float(beat_time)}

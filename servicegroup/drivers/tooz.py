@@ -41,9 +41,11 @@ import importlib.metadata
 import logging
 import math
 import os
+import random
 import socket
 import tempfile
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -449,12 +451,183 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
     return _RedisDriver
 
 
+#: Tries of one gets/cas change of a memcached group item, and the most a
+#: clash waits before the next (drawn at random, so clashing writers part).
+_MEMCACHED_CAS_TRIES = 200
+_MEMCACHED_CAS_BACKOFF = 0.01
+
+
+@functools.cache
+def _memcached_driver() -> type[coordination.CoordinationDriver]:
+    """tooz's memcached driver, without rewriting the group on every beat.
+
+    tooz keeps a whole group in one item, written with ``gets``/``cas`` and
+    retried on every clash (sleeping up to a second each time). Rewriting
+    each member's record there on every heartbeat made traffic grow as N²
+    and livelocked joins at a few hundred members (doc/source/benchmarks.rst).
+    Here the liveness key that tooz's heartbeat sets (it only checks that
+    the key exists) holds the time of the beat, which observers read with
+    one ``get_many`` for the whole group and show as ``updated_at``; a
+    member checks that it is still in the group with a plain ``get``
+    (:meth:`check_joined`) and writes its record only when its capabilities
+    change. A read prunes dead members with one ``cas`` and never retries:
+    the next read prunes what a clash left.
+
+    Imported on first use: pymemcache is an optional extra.
+    """
+    from tooz.drivers import memcached as tooz_memcached
+
+    class _MemcachedDriver(tooz_memcached.MemcachedDriver):
+        def _change_group(
+            self, group_id: bytes, change: Callable[[dict[bytes, Any]], None]
+        ) -> None:
+            """Apply ``change`` to the group item with gets/cas.
+
+            tooz sleeps a second or more after each clash, which a few
+            hundred members joining at once (a restart) turn into minutes;
+            a clash here costs a few milliseconds before the next try.
+            """
+            encoded_group = self._encode_group_id(group_id)
+            for _ in range(_MEMCACHED_CAS_TRIES):
+                members, cas = self.client.gets(encoded_group)
+                if members is None:
+                    raise coordination.GroupNotCreated(group_id)
+                change(members)
+                if self.client.cas(encoded_group, members, cas):
+                    return
+                time.sleep(random.uniform(0, _MEMCACHED_CAS_BACKOFF))
+            raise coordination.ToozError(
+                f"group {group_id!r} changed under {_MEMCACHED_CAS_TRIES} "
+                "writes in a row"
+            )
+
+        def _submit_change(
+            self,
+            group_id: bytes,
+            change: Callable[[dict[bytes, Any]], None],
+            then: Callable[[], None] = lambda: None,
+        ) -> coordination.CoordAsyncResult[None]:
+            def run() -> None:
+                self._change_group(group_id, change)
+                then()
+
+            return tooz_memcached.MemcachedFutureResult(self._executor.submit(run))
+
+        def join_group(
+            self,
+            group_id: bytes,
+            capabilities: coordination.Capabilities | None = None,
+        ) -> coordination.CoordAsyncResult[None]:
+            def join(members: dict[bytes, Any]) -> None:
+                if self._member_id in members:
+                    raise coordination.MemberAlreadyExist(group_id, self._member_id)
+                members[self._member_id] = {b"capabilities": capabilities}
+
+            return self._submit_change(
+                group_id, join, lambda: self._joined_groups.add(group_id)
+            )
+
+        def leave_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
+            def leave(members: dict[bytes, Any]) -> None:
+                if self._member_id not in members:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+                del members[self._member_id]
+
+            return self._submit_change(
+                group_id, leave, lambda: self._joined_groups.discard(group_id)
+            )
+
+        def update_capabilities(
+            self, group_id: bytes, capabilities: coordination.Capabilities | None
+        ) -> coordination.CoordAsyncResult[None]:
+            def update(members: dict[bytes, Any]) -> None:
+                if self._member_id not in members:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+                members[self._member_id][b"capabilities"] = capabilities
+
+            return self._submit_change(group_id, update)
+
+        def heartbeat(self) -> float:
+            self.client.set(
+                self._encode_member_id(self._member_id),
+                time.time(),
+                expire=self.membership_timeout,
+            )
+            for lock in self._acquired_locks:
+                lock.heartbeat()
+            return float(self.membership_timeout)
+
+        def _live_records(self, group_id: bytes) -> dict[bytes, Any]:
+            """Live members -> their capabilities, with the beat's time."""
+            encoded_group = self._encode_group_id(group_id)
+            members, cas = self.client.gets(encoded_group)
+            if members is None:
+                raise coordination.GroupNotCreated(group_id)
+            keys = {m: self._encode_member_id(m) for m in members}
+            beats = self.client.get_many(list(keys.values())) if keys else {}
+            live = {
+                m: info
+                for m, info in members.items()
+                if m == self._member_id or beats.get(keys[m])
+            }
+            if len(live) != len(members):
+                self.client.cas(encoded_group, live, cas)
+            return {
+                m: sg_member.with_heartbeat(
+                    info.get(b"capabilities"), beats.get(keys[m])
+                )
+                for m, info in live.items()
+            }
+
+        def _submit_read(
+            self, read: Callable[[], T]
+        ) -> coordination.CoordAsyncResult[T]:
+            return tooz_memcached.MemcachedFutureResult(self._executor.submit(read))
+
+        def get_members(
+            self, group_id: bytes
+        ) -> coordination.CoordAsyncResult[set[bytes]]:
+            return self._submit_read(lambda: set(self._live_records(group_id)))
+
+        def get_members_with_capabilities(
+            self, group_id: bytes
+        ) -> coordination.CoordAsyncResult[dict[bytes, Any]]:
+            return self._submit_read(lambda: self._live_records(group_id))
+
+        def get_member_capabilities(
+            self, group_id: bytes, member_id: bytes
+        ) -> coordination.CoordAsyncResult[Any]:
+            def read() -> Any:
+                records = self._live_records(group_id)
+                if member_id not in records:
+                    raise coordination.MemberNotJoined(group_id, member_id)
+                return records[member_id]
+
+            return self._submit_read(read)
+
+        def check_joined(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
+            """Raise GroupNotCreated or MemberNotJoined if we are gone."""
+
+            def check() -> None:
+                members = self.client.get(self._encode_group_id(group_id))
+                if members is None:
+                    raise coordination.GroupNotCreated(group_id)
+                if self._member_id not in members:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+
+            return self._submit_read(check)
+
+    return _MemcachedDriver
+
+
 def _driver_override(scheme: str) -> type[coordination.CoordinationDriver] | None:
     """Our subclass of the tooz driver for ``scheme``, if we have one."""
     if scheme == "file":
         return _FileDriver
     if scheme == "redis":
         return _redis_driver()
+    if scheme == "memcached":
+        return _memcached_driver()
     return None
 
 
@@ -664,6 +837,14 @@ class ToozMemberSession(heartbeat.MemberSession):
         with contextlib.suppress(exceptions.MemberNotFound):
             wait(f"removing stale {self._name}", coord.leave_group(self._group))
         wait(what, coord.join_group(self._group, dict(record)))
+
+    def confirm(self) -> bool:
+        coord = self._require()
+        check_joined = getattr(coord, "check_joined", None)
+        if check_joined is None:
+            return False
+        self._backend.wait(f"checking {self._name}", check_joined(self._group))
+        return True
 
     def refresh(self, record: Mapping[str, Any]) -> None:
         coord = self._require()

@@ -59,13 +59,10 @@ def _settled(baseline_fds: int, baseline_threads: int) -> bool:
 @pytest.mark.parametrize(
     "backend_url",
     [
-        # memcached runs with --run-slow only: tooz sleeps a second on every
-        # compare-and-set clash, which two members joining at once hit, so
-        # its 200 cycles take minutes.
         "fake",
         "file",
         "redis",
-        pytest.param("memcached", marks=pytest.mark.slow),
+        "memcached",
         "zookeeper",
         "etcd",
     ],

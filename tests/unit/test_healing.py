@@ -183,6 +183,42 @@ def test_a_session_that_resets_in_place_is_not_closed_or_joined_again() -> None:
     assert session.times("refresh")[-1] > session.times("reset")[0]
 
 
+class ConfirmingSession(ScriptedSession):
+    """A session whose beats keep the member's time (memcached's)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self.evicted = False
+
+    def confirm(self) -> bool:
+        self._call("confirm")
+        if self.evicted:
+            self.evicted = False
+            raise exceptions.MemberNotFound("evicted")
+        return True
+
+
+def test_record_is_written_only_when_the_capabilities_change() -> None:
+    clock = FakeClock()
+    session = ConfirmingSession(clock)
+    session.failing = False
+    agent = heartbeat.MemberAgent(
+        "host1", GROUP, {"v": 1}, session, clock, _timing(report=1.0)
+    )
+    clock.advance(5.0)
+    assert len(session.times("beat")) == 6
+    assert len(session.times("confirm")) == 5
+    assert session.times("refresh") == []
+    agent.update_capabilities({"v": 2})
+    clock.advance(1.0)
+    assert len(session.times("refresh")) == 1
+    clock.advance(1.0)
+    assert len(session.times("refresh")) == 1  # confirmed again, not written
+    session.evicted = True
+    clock.advance(1.0)
+    assert len(session.times("join")) == 2, "an evicted member joins again"
+
+
 def test_join_returns_at_once_while_the_backend_is_down(
     sg: ServiceGroupFixture,
 ) -> None:
