@@ -268,7 +268,7 @@ def test_redacted_url_keeps_its_shape() -> None:
 
 
 def test_client_connection_errors_mean_unavailable() -> None:
-    from servicegroup.drivers.tooz import translate_errors
+    from servicegroup.drivers.tooz.errors import translate_errors
 
     class ConnectionFailedError(Exception):  # etcd3gw's, by name
         pass

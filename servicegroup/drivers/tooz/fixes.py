@@ -1,0 +1,392 @@
+"""Our subclasses of tooz drivers, fixing tooz's behaviour.
+
+The file driver gains ``update_capabilities``; the Redis driver runs without
+redis-py's retries and with Lua scripts instead of optimistic transactions;
+the memcached driver stops rewriting the group item on every heartbeat.
+:func:`_driver_override` picks the subclass for a URL scheme.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tooz import coordination
+from tooz import utils as tooz_utils
+from tooz.drivers import file as tooz_file
+
+from servicegroup import member as sg_member
+
+T = TypeVar("T")
+
+
+class _FileDriver(tooz_file.FileDriver):
+    """tooz's file driver plus the ``update_capabilities`` it lacks.
+
+    The heartbeat rewrites the member record, so the file's mtime (which the
+    driver uses for liveness) and the stored timestamp move together.
+    """
+
+    def update_capabilities(
+        self, group_id: bytes, capabilities: coordination.Capabilities | None
+    ) -> coordination.CoordAsyncResult[None]:
+        group_dir = os.path.join(self._group_dir, self._make_filesystem_safe(group_id))
+        me_path = os.path.join(group_dir, f"{self._safe_member_id}.raw")
+
+        def _update() -> None:
+            with self._driver_lock:
+                if not os.path.exists(os.path.join(group_dir, ".metadata")):
+                    raise coordination.GroupNotCreated(group_id)
+                try:
+                    with open(me_path, "rb") as fh:
+                        details = tooz_utils.loads(fh.read())
+                except FileNotFoundError:
+                    raise coordination.MemberNotJoined(
+                        group_id, self._member_id
+                    ) from None
+                details["capabilities"] = capabilities
+                fd, tmp_path = tempfile.mkstemp(".tooz", dir=self._tmpdir)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(tooz_utils.dumps(details))
+                os.replace(tmp_path, me_path)
+
+        return tooz_file.FileFutureResult(self._executor.submit(_update))
+
+
+#: Lua scripts that replace tooz's ``WATCH``/``MULTI`` transactions on the
+#: group hash. Every heartbeat rewrites a member's record in that hash, so
+#: in a busy group an optimistic transaction is aborted again and again and
+#: redis-py retries it without end: joins and refreshes livelocked (see
+#: doc/source/benchmarks.rst). A script runs atomically and never retries.
+#: ``${group_existence_key}`` is filled in by tooz, as for its own scripts.
+_REDIS_SCRIPTS = {
+    "sg_join_group": """
+local group_key = KEYS[1]
+if redis.call("exists", group_key) == 0 then
+    return -1
+end
+return redis.call("hsetnx", group_key, ARGV[1], ARGV[2])
+""",
+    "sg_leave_group": """
+local group_key = KEYS[1]
+if redis.call("exists", group_key) == 0 then
+    return -1
+end
+return redis.call("hdel", group_key, ARGV[1])
+""",
+    # Members whose heartbeat key expired are pruned, as tooz does, but in
+    # the same atomic step as the read. The heartbeat keys are not declared
+    # in KEYS: tooz's Redis driver supports one server or Sentinel, never
+    # Redis Cluster, where that would matter.
+    "sg_members_with_capabilities": """
+local group_key = KEYS[1]
+local beat_prefix = ARGV[1]
+local self_id = ARGV[2]
+if redis.call("exists", group_key) == 0 then
+    return -1
+end
+local fields = redis.call("hgetall", group_key)
+local alive = {}
+for i = 1, #fields, 2 do
+    local member = fields[i]
+    if member ~= "${group_existence_key}" then
+        if member == self_id
+            or redis.call("exists", beat_prefix .. member) == 1 then
+            alive[#alive + 1] = member
+            alive[#alive + 1] = fields[i + 1]
+        else
+            redis.call("hdel", group_key, member)
+        end
+    end
+end
+return alive
+""",
+}
+
+
+@functools.cache
+def _redis_driver() -> type[coordination.CoordinationDriver]:
+    """tooz's Redis driver, fixed for busy groups and fast recovery.
+
+    * Without redis-py's own retries: redis-py retries a refused connection
+      with exponential backoff (about a minute in all before tooz sees an
+      error), and tooz offers no option to change that. The heartbeat loop
+      already retries with backoff and jitter; a second layer underneath
+      only keeps a recovered backend waiting.
+    * Joining, leaving and reading a group run as Lua scripts instead of
+      optimistic transactions (see :data:`_REDIS_SCRIPTS`).
+
+    Imported on first use: redis-py is an optional extra.
+    """
+    from redis import backoff, retry
+    from tooz.drivers import redis as tooz_redis
+
+    class _RedisDriver(tooz_redis.RedisDriver):
+        SCRIPTS = {**tooz_redis.RedisDriver.SCRIPTS, **_REDIS_SCRIPTS}
+
+        @classmethod
+        def _make_client(
+            cls,
+            parsed_url: Any,
+            options: dict[str, Any],
+            default_socket_timeout: int,
+        ) -> Any:
+            client = super()._make_client(parsed_url, options, default_socket_timeout)
+            client.set_retry(retry.Retry(backoff.NoBackoff(), 0))
+            return client
+
+        def _script_result(
+            self,
+            name: str,
+            keys: list[bytes],
+            args: list[bytes],
+            then: Callable[[Any], T],
+        ) -> coordination.CoordinatorResult[T]:
+            script = self._get_script(name)
+            return tooz_redis.RedisFutureResult(
+                self._submit(lambda: then(script(keys=keys, args=args)))
+            )
+
+        def join_group(
+            self,
+            group_id: bytes,
+            capabilities: coordination.Capabilities | None = None,
+        ) -> coordination.CoordinatorResult[None]:
+            def joined(answer: Any) -> None:
+                if answer == -1:
+                    raise coordination.GroupNotCreated(group_id)
+                if answer == 0:
+                    raise coordination.MemberAlreadyExist(group_id, self._member_id)
+                self._joined_groups.add(group_id)
+
+            return self._script_result(
+                "sg_join_group",
+                [self._encode_group_id(group_id)],
+                [self._encode_member_id(self._member_id), self._dumps(capabilities)],
+                joined,
+            )
+
+        def leave_group(self, group_id: bytes) -> coordination.CoordinatorResult[None]:
+            def left(answer: Any) -> None:
+                if answer == -1:
+                    raise coordination.GroupNotCreated(group_id)
+                if answer == 0:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+                self._joined_groups.discard(group_id)
+
+            return self._script_result(
+                "sg_leave_group",
+                [self._encode_group_id(group_id)],
+                [self._encode_member_id(self._member_id)],
+                left,
+            )
+
+        def get_members_with_capabilities(
+            self, group_id: bytes
+        ) -> coordination.CoordinatorResult[
+            dict[bytes, coordination.Capabilities | None]
+        ]:
+            def members(answer: Any) -> dict[bytes, coordination.Capabilities | None]:
+                if answer == -1:
+                    raise coordination.GroupNotCreated(group_id)
+                return {
+                    self._decode_member_id(answer[i]): self._loads(answer[i + 1])
+                    for i in range(0, len(answer), 2)
+                }
+
+            return self._script_result(
+                "sg_members_with_capabilities",
+                [self._encode_group_id(group_id)],
+                [
+                    self._beat_prefix + self.NAMESPACE_SEP,
+                    self._encode_member_id(self._member_id),
+                ],
+                members,
+            )
+
+    return _RedisDriver
+
+
+#: Tries of one gets/cas change of a memcached group item, and the most a
+#: clash waits before the next (drawn at random, so clashing writers part).
+_MEMCACHED_CAS_TRIES = 200
+_MEMCACHED_CAS_BACKOFF = 0.01
+
+
+@functools.cache
+def _memcached_driver() -> type[coordination.CoordinationDriver]:
+    """tooz's memcached driver, without rewriting the group on every beat.
+
+    tooz keeps a whole group in one item, written with ``gets``/``cas`` and
+    retried on every clash (sleeping up to a second each time). Rewriting
+    each member's record there on every heartbeat made traffic grow as N²
+    and livelocked joins at a few hundred members (doc/source/benchmarks.rst).
+    Here the liveness key that tooz's heartbeat sets (it only checks that
+    the key exists) holds the time of the beat, which observers read with
+    one ``get_many`` for the whole group and show as ``updated_at``; a
+    member checks that it is still in the group with a plain ``get``
+    (:meth:`check_joined`) and writes its record only when its capabilities
+    change. A read prunes dead members with one ``cas`` and never retries:
+    the next read prunes what a clash left.
+
+    Imported on first use: pymemcache is an optional extra.
+    """
+    from tooz.drivers import memcached as tooz_memcached
+
+    class _MemcachedDriver(tooz_memcached.MemcachedDriver):
+        def _change_group(
+            self, group_id: bytes, change: Callable[[dict[bytes, Any]], None]
+        ) -> None:
+            """Apply ``change`` to the group item with gets/cas.
+
+            tooz sleeps a second or more after each clash, which a few
+            hundred members joining at once (a restart) turn into minutes;
+            a clash here costs a few milliseconds before the next try.
+            """
+            encoded_group = self._encode_group_id(group_id)
+            for _ in range(_MEMCACHED_CAS_TRIES):
+                members, cas = self.client.gets(encoded_group)
+                if members is None:
+                    raise coordination.GroupNotCreated(group_id)
+                change(members)
+                if self.client.cas(encoded_group, members, cas):
+                    return
+                time.sleep(random.uniform(0, _MEMCACHED_CAS_BACKOFF))
+            raise coordination.ToozError(
+                f"group {group_id!r} changed under {_MEMCACHED_CAS_TRIES} "
+                "writes in a row"
+            )
+
+        def _submit_change(
+            self,
+            group_id: bytes,
+            change: Callable[[dict[bytes, Any]], None],
+            then: Callable[[], None] = lambda: None,
+        ) -> coordination.CoordAsyncResult[None]:
+            def run() -> None:
+                self._change_group(group_id, change)
+                then()
+
+            return tooz_memcached.MemcachedFutureResult(self._executor.submit(run))
+
+        def join_group(
+            self,
+            group_id: bytes,
+            capabilities: coordination.Capabilities | None = None,
+        ) -> coordination.CoordAsyncResult[None]:
+            def join(members: dict[bytes, Any]) -> None:
+                if self._member_id in members:
+                    raise coordination.MemberAlreadyExist(group_id, self._member_id)
+                members[self._member_id] = {b"capabilities": capabilities}
+
+            return self._submit_change(
+                group_id, join, lambda: self._joined_groups.add(group_id)
+            )
+
+        def leave_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
+            def leave(members: dict[bytes, Any]) -> None:
+                if self._member_id not in members:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+                del members[self._member_id]
+
+            return self._submit_change(
+                group_id, leave, lambda: self._joined_groups.discard(group_id)
+            )
+
+        def update_capabilities(
+            self, group_id: bytes, capabilities: coordination.Capabilities | None
+        ) -> coordination.CoordAsyncResult[None]:
+            def update(members: dict[bytes, Any]) -> None:
+                if self._member_id not in members:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+                members[self._member_id][b"capabilities"] = capabilities
+
+            return self._submit_change(group_id, update)
+
+        def heartbeat(self) -> float:
+            self.client.set(
+                self._encode_member_id(self._member_id),
+                time.time(),
+                expire=self.membership_timeout,
+            )
+            for lock in self._acquired_locks:
+                lock.heartbeat()
+            return float(self.membership_timeout)
+
+        def _live_records(self, group_id: bytes) -> dict[bytes, Any]:
+            """Live members -> their capabilities, with the beat's time."""
+            encoded_group = self._encode_group_id(group_id)
+            members, cas = self.client.gets(encoded_group)
+            if members is None:
+                raise coordination.GroupNotCreated(group_id)
+            keys = {m: self._encode_member_id(m) for m in members}
+            beats = self.client.get_many(list(keys.values())) if keys else {}
+            live = {
+                m: info
+                for m, info in members.items()
+                if m == self._member_id or beats.get(keys[m])
+            }
+            if len(live) != len(members):
+                self.client.cas(encoded_group, live, cas)
+            return {
+                m: sg_member.with_heartbeat(
+                    info.get(b"capabilities"), beats.get(keys[m])
+                )
+                for m, info in live.items()
+            }
+
+        def _submit_read(
+            self, read: Callable[[], T]
+        ) -> coordination.CoordAsyncResult[T]:
+            return tooz_memcached.MemcachedFutureResult(self._executor.submit(read))
+
+        def get_members(
+            self, group_id: bytes
+        ) -> coordination.CoordAsyncResult[set[bytes]]:
+            return self._submit_read(lambda: set(self._live_records(group_id)))
+
+        def get_members_with_capabilities(
+            self, group_id: bytes
+        ) -> coordination.CoordAsyncResult[dict[bytes, Any]]:
+            return self._submit_read(lambda: self._live_records(group_id))
+
+        def get_member_capabilities(
+            self, group_id: bytes, member_id: bytes
+        ) -> coordination.CoordAsyncResult[Any]:
+            def read() -> Any:
+                records = self._live_records(group_id)
+                if member_id not in records:
+                    raise coordination.MemberNotJoined(group_id, member_id)
+                return records[member_id]
+
+            return self._submit_read(read)
+
+        def check_joined(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
+            """Raise GroupNotCreated or MemberNotJoined if we are gone."""
+
+            def check() -> None:
+                members = self.client.get(self._encode_group_id(group_id))
+                if members is None:
+                    raise coordination.GroupNotCreated(group_id)
+                if self._member_id not in members:
+                    raise coordination.MemberNotJoined(group_id, self._member_id)
+
+            return self._submit_read(check)
+
+    return _MemcachedDriver
+
+
+def _driver_override(scheme: str) -> type[coordination.CoordinationDriver] | None:
+    """Our subclass of the tooz driver for ``scheme``, if we have one."""
+    if scheme == "file":
+        return _FileDriver
+    if scheme == "redis":
+        return _redis_driver()
+    if scheme == "memcached":
+        return _memcached_driver()
+    return None
