@@ -381,10 +381,32 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
     return _MemcachedDriver
 
 
+@functools.cache
+def _zookeeper_driver() -> type[coordination.CoordinationDriver]:
+    """tooz's ZooKeeper driver, able to create a group after a wipe.
+
+    tooz creates its namespace node (``/tooz``) only in ``start()``. A
+    member keeps its client across a ZooKeeper that lost its data (see
+    ``ToozMemberSession.reset``), so it must create the namespace again
+    before the group, or every join fails with "namespace has not been
+    created". Imported on first use: kazoo is an optional extra.
+    """
+    from tooz.drivers import zookeeper as tooz_zookeeper
+
+    class _KazooDriver(tooz_zookeeper.KazooDriver):
+        def create_group(self, group_id: bytes) -> Any:
+            self._coord.ensure_path_async(self._base_path()).get(timeout=self.timeout)
+            return super().create_group(group_id)
+
+    return _KazooDriver
+
+
 def _driver_override(scheme: str) -> type[coordination.CoordinationDriver] | None:
     """Our subclass of the tooz driver for ``scheme``, if we have one."""
     if scheme == "file":
         return _FileDriver
+    if scheme in ("kazoo", "zookeeper"):
+        return _zookeeper_driver()
     if scheme == "redis":
         return _redis_driver()
     if scheme == "memcached":

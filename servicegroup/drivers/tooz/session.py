@@ -104,6 +104,21 @@ class ToozBackend:
             coord.timeout = math.ceil(self.timing.backend_timeout)  # type: ignore[attr-defined]
         return coord
 
+    def forget_zxid(self, coord: coordination.CoordinationDriver) -> bool:
+        """Let a reconnecting ZooKeeper client in to a server that lost data.
+
+        A ZooKeeper server refuses, forever, a client that saw a newer zxid
+        than its own. Forgetting ours lets the client in: a server that
+        still knows the session resumes it, one that does not expires it and
+        kazoo opens a new one. False when there is no kazoo client still
+        trying to reconnect (another backend, or a stopped client).
+        """
+        client = getattr(coord, "_coord", None) if self.is_zookeeper else None
+        if client is None or client._stopped.is_set():
+            return False
+        client.last_zxid = 0
+        return True
+
     def check_options(self) -> None:
         """Raise InvalidURL now if tooz rejects the URL's options."""
         _stop_quietly(self._new_coordinator(b"servicegroup-option-check"))
@@ -281,19 +296,11 @@ class ToozMemberSession(heartbeat.MemberSession):
         coord = self._coord
         if coord is None:
             return True
-        kazoo_client = (
-            getattr(coord, "_coord", None) if self._backend.is_zookeeper else None
-        )
-        if kazoo_client is not None and not kazoo_client._stopped.is_set():
-            # kazoo reconnects by itself, and closing its session would
-            # delete the member's node: during a leader election, or with
-            # the member's server gone, observers would see it down. What
-            # kazoo cannot get past alone is a server that lost its data:
-            # it refuses, forever, a client that saw a newer zxid than its
-            # own. Forgetting ours lets the client in; a server that still
-            # knows the session resumes it, one that does not expires it and
-            # kazoo opens a new one (the member then joins again).
-            kazoo_client.last_zxid = 0
+        # kazoo reconnects by itself, and closing its session would delete
+        # the member's node: during a leader election, or with the member's
+        # server gone, observers would see it down. What kazoo cannot get
+        # past alone is a server that lost its data.
+        if self._backend.forget_zxid(coord):
             return False
         self._coord = None
         _stop_quietly(coord, keep_liveness=True)
@@ -349,6 +356,12 @@ class ToozObserver:
                 raise
             except exceptions.BackendError:
                 self._failures += 1
+                if self._coord is not None:
+                    # An observer owns no node and may read from any server:
+                    # nothing is lost if its client reconnects to one that
+                    # lags (or lost its data), and waiting for the rebuild
+                    # below would leave it blind for five refreshes.
+                    self._backend.forget_zxid(self._coord)
                 if self._failures % OBSERVER_RECONNECT_AFTER == 0:
                     self._close_locked()
                 raise
