@@ -79,16 +79,6 @@ def _derive_limits(results: dict[str, Any]) -> list[str]:
     for row in results.get("scale", []):
         if row.get("limit"):
             found.append(f"{row['backend']} with {row['n']:,} members: {row['limit']}")
-        commands = row.get("join_commands") or {}
-        if row.get("limit") and commands.get("watch"):
-            found.append(
-                f"redis join at N={row['n']:,}: {commands['watch']:,} WATCH "
-                f"for {commands.get('hset', 0):,} joins that went through (HSET) "
-                "while joining: tooz "
-                "joins with an optimistic transaction on the group hash, which "
-                "every member's heartbeat (update_capabilities) rewrites, so "
-                "joins retry without end once the group is busy"
-            )
         if row.get("max_members_one_item"):
             found.append(
                 f"memcached keeps a whole group in one item: "
@@ -96,8 +86,9 @@ def _derive_limits(results: dict[str, Any]) -> list[str]:
                 f"({row['group_entries']:,} in the group at N={row['n']:,}), "
                 f"so at most ~{row['max_members_one_item']:,} "
                 f"members fit the {row['item_size_max'] // 1024} KiB item limit "
-                f"(memcached -I raises it); every heartbeat rewrites that item "
-                f"(gets + cas), {row['bytes_per_round'] / 1024:,.0f} KiB of "
+                f"(memcached -I raises it); every heartbeat reads that item "
+                f"(one get, to notice an eviction; it writes only the member's "
+                f"own key), {row['bytes_per_round'] / 1024:,.0f} KiB of "
                 f"traffic per round at N={row['n']:,}, growing as N squared"
             )
     cap = results.get("zookeeper_cap")
