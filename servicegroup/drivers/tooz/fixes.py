@@ -212,10 +212,12 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
     return _RedisDriver
 
 
-#: Tries of one gets/cas change of a memcached group item, and the most a
-#: clash waits before the next (drawn at random, so clashing writers part).
-_MEMCACHED_CAS_TRIES = 200
-_MEMCACHED_CAS_BACKOFF = 0.01
+#: Wait after the first clash of a gets/cas change of a memcached group
+#: item, and the most any wait grows to (doubling, drawn at random so that
+#: clashing writers part: a thousand members joining at once otherwise
+#: clash round after round).
+_MEMCACHED_CAS_FIRST_BACKOFF = 0.002
+_MEMCACHED_CAS_MAX_BACKOFF = 0.25
 
 
 @functools.cache
@@ -246,21 +248,27 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
 
             tooz sleeps a second or more after each clash, which a few
             hundred members joining at once (a restart) turn into minutes;
-            a clash here costs a few milliseconds before the next try.
+            here a clash waits milliseconds at first, doubling up to a
+            quarter of a second.
             """
             encoded_group = self._encode_group_id(group_id)
-            for _ in range(_MEMCACHED_CAS_TRIES):
+            # Bounded like any other call (the client timeout): the
+            # heartbeat loop retries later with its own backoff.
+            deadline = time.monotonic() + self.timeout
+            backoff = _MEMCACHED_CAS_FIRST_BACKOFF
+            while True:
                 members, cas = self.client.gets(encoded_group)
                 if members is None:
                     raise coordination.GroupNotCreated(group_id)
                 change(members)
                 if self.client.cas(encoded_group, members, cas):
                     return
-                time.sleep(random.uniform(0, _MEMCACHED_CAS_BACKOFF))
-            raise coordination.ToozError(
-                f"group {group_id!r} changed under {_MEMCACHED_CAS_TRIES} "
-                "writes in a row"
-            )
+                if time.monotonic() >= deadline:
+                    raise coordination.ToozError(
+                        f"group {group_id!r} kept changing for {self.timeout} s"
+                    )
+                time.sleep(random.uniform(0, backoff))
+                backoff = min(backoff * 2, _MEMCACHED_CAS_MAX_BACKOFF)
 
         def _submit_change(
             self,
