@@ -146,3 +146,31 @@ def test_dead_member_is_pruned_while_the_group_is_busy(
         assert (member.id, member.is_up, member.stale) == ("busy", True, False)
     finally:
         observer.stop()
+
+
+def test_a_reset_client_keeps_the_heartbeat_key(client, redis_server, group) -> None:
+    """Resetting a stuck member client must not delete its heartbeat key
+    (tooz's stop does), or the next observer read prunes a live member;
+    leaving does delete it."""
+    from servicegroup import conf as sg_conf
+    from servicegroup.drivers.tooz import session as tooz_session
+
+    timing = sg_conf.timing_from_conf(support.make_conf(redis_server.url))
+    backend = tooz_session.ToozBackend(redis_server.url, timing)
+    member = tooz_session.ToozMemberSession(backend, "m1", group)
+
+    def heartbeat_keys() -> list[bytes]:
+        return [
+            k for k in client.keys("*_beats*") if k.endswith(f"m1@{group}".encode())
+        ]
+
+    member.connect()
+    member.beat()
+    member.join({"capabilities": {}})
+    assert heartbeat_keys()
+    assert member.reset() is True  # closed: the agent connects again
+    assert heartbeat_keys(), "the reset deleted the heartbeat key"
+    member.connect()
+    member.leave()
+    member.close()
+    assert not heartbeat_keys()

@@ -129,6 +129,21 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
     class _RedisDriver(tooz_redis.RedisDriver):
         SCRIPTS = {**tooz_redis.RedisDriver.SCRIPTS, **_REDIS_SCRIPTS}
 
+        #: Set before stop() when a stuck client is reset, not a member
+        #: leaving: tooz's _stop deletes the member's heartbeat key, and the
+        #: next observer to read the group would prune a live member.
+        keep_liveness_on_stop = False
+
+        def _stop(self) -> None:
+            client = self._client
+            if self.keep_liveness_on_stop:
+                self._client = None  # what makes tooz skip the delete
+            try:
+                super()._stop()
+            finally:
+                if client is not None and self.keep_liveness_on_stop:
+                    client.connection_pool.disconnect()
+
         @classmethod
         def _make_client(
             cls,

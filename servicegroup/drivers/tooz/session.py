@@ -169,12 +169,9 @@ def _stop_quietly(
     # tooz's stop() leaves every joined group and waits without a timeout;
     # we already left (with one), so a dead backend must not hang us here.
     coord._joined_groups = set()
-    redis_client = None
-    if keep_liveness and getattr(coord, "_beat_prefix", None) is not None:
-        # tooz's Redis driver deletes the member's heartbeat key when it
-        # stops, and the next observer to read the group would prune the
-        # member: hide the client from it, and close it ourselves.
-        redis_client, coord._client = coord._client, None  # type: ignore[attr-defined]
+    # Read by our drivers that would otherwise delete the member's liveness
+    # on stop (see fixes.py); a reset must not make a live member look dead.
+    coord.keep_liveness_on_stop = keep_liveness  # type: ignore[attr-defined]
     try:
         coord.stop()
     except Exception:  # noqa: BLE001 - closing must never fail the caller
@@ -188,11 +185,6 @@ def _stop_quietly(
             close()
         except Exception:  # noqa: BLE001 - as above
             LOG.debug("Ignoring error while closing a kazoo client", exc_info=True)
-    if redis_client is not None:
-        try:
-            redis_client.connection_pool.disconnect()
-        except Exception:  # noqa: BLE001 - as above
-            LOG.debug("Ignoring error while closing a Redis client", exc_info=True)
     # Nor does it close etcd3gw's requests session: its pooled sockets stay
     # open until the garbage collector finds the cycle they are part of.
     session = getattr(getattr(coord, "client", None), "session", None)
