@@ -8,8 +8,11 @@ validates every argument before any network traffic, and adapts Nova's
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import importlib.metadata
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,11 +55,40 @@ def _ref_ids(service_ref: object) -> tuple[str, str]:
     return validation.member_id(host), validation.group_id(group)
 
 
+def _installed_drivers() -> list[str]:
+    names = {ep.name for ep in importlib.metadata.entry_points(group=DRIVER_NAMESPACE)}
+    return sorted(names)
+
+
+#: What a ``servicegroup_driver`` the host defined itself falls back to
+#: when its value names none of ours (Nova's default is its own ``db``).
+HOST_DRIVER_FALLBACK = "tooz"
+
+
 def load_driver(
-    conf: cfg.ConfigOpts, clock: scheduling.Clock | None = None
+    conf: cfg.ConfigOpts,
+    clock: scheduling.Clock | None = None,
+    *,
+    name: str | None = None,
+    host_owned: bool = False,
+    **kwargs: Any,
 ) -> base.ServiceGroupDriver:
-    """Instantiate the driver named by ``conf.servicegroup_driver``."""
-    name = conf.servicegroup_driver
+    """Instantiate the driver named by ``conf.servicegroup_driver``.
+
+    :param name: load this driver instead of the configured one.
+    :param host_owned: the host (Nova) defined ``servicegroup_driver``; a
+        value of its own, such as ``db``, means :data:`HOST_DRIVER_FALLBACK`.
+    :param kwargs: passed to the driver (``url=`` for the tooz driver).
+    """
+    name = name or conf.servicegroup_driver
+    if host_owned and name not in _installed_drivers():
+        LOG.info(
+            "servicegroup_driver is %r, a driver of the host service; "
+            "servicegroup uses its %r driver",
+            name,
+            HOST_DRIVER_FALLBACK,
+        )
+        name = HOST_DRIVER_FALLBACK
     try:
         manager: stevedore.DriverManager[base.ServiceGroupDriver]
         manager = stevedore.DriverManager(
@@ -64,13 +96,12 @@ def load_driver(
             name,
             invoke_on_load=True,
             invoke_args=(conf,),
-            invoke_kwds={"clock": clock},
+            invoke_kwds={"clock": clock, **kwargs},
         )
     except stevedore.exception.NoMatches as exc:
-        available = sorted(stevedore.ExtensionManager(DRIVER_NAMESPACE).names())
         raise exceptions.UnknownDriver(
             f"servicegroup_driver {name!r} is not installed; available: "
-            f"{', '.join(available)}"
+            f"{', '.join(_installed_drivers())}"
         ) from exc
     driver = manager.driver
     if not isinstance(driver, base.ServiceGroupDriver):
@@ -78,6 +109,54 @@ def load_driver(
             f"servicegroup_driver {name!r} is not a ServiceGroupDriver"
         )
     return driver
+
+
+@dataclasses.dataclass
+class BackendOverride:
+    """Where every API built while it is active goes, whatever its conf.
+
+    Set by :class:`servicegroup.testing.ServiceGroupFixture`, so that code
+    under test that builds its own ``servicegroup.API()`` (or Nova's driver)
+    gets the test's fake backend and clock; not for production use.
+    """
+
+    url: str
+    clock: scheduling.Clock
+    #: The conf an API built without one uses.
+    conf: cfg.ConfigOpts
+    #: Every driver built under the override, for the test to stop.
+    drivers: list[base.ServiceGroupDriver] = dataclasses.field(default_factory=list)
+
+    def build(self, conf: cfg.ConfigOpts) -> base.ServiceGroupDriver:
+        """A tooz driver on the override's backend and clock."""
+        driver = load_driver(conf, self.clock, name="tooz", url=self.url)
+        with _override_lock:
+            self.drivers.append(driver)
+        return driver
+
+    def stop_all(self) -> None:
+        """Stop every driver built under the override."""
+        with _override_lock:
+            drivers, self.drivers = self.drivers, []
+        for driver in drivers:
+            driver.stop()
+
+
+_override: BackendOverride | None = None
+_override_lock = threading.Lock()
+
+
+def active_override() -> BackendOverride | None:
+    """The backend override in force, if a test set one."""
+    return _override
+
+
+def set_override(override: BackendOverride | None) -> BackendOverride | None:
+    """Install ``override`` (None: remove it); returns the previous one."""
+    global _override
+    with _override_lock:
+        previous, _override = _override, override
+    return previous
 
 
 class API:
@@ -97,13 +176,25 @@ class API:
         clock: scheduling.Clock | None = None,
     ) -> None:
         if driver is None:
+            override = _override
+            if conf is None and override is not None:
+                conf = override.conf
             if conf is None:
                 conf = cfg.ConfigOpts()
                 sg_conf.register_opts(conf)
                 conf([], project="servicegroup", default_config_files=[])
+                host_owned: frozenset[str] = frozenset()
             else:
-                sg_conf.register_opts(conf)
-            driver = load_driver(conf, clock)
+                host_owned = sg_conf.register_opts(conf)
+                sg_conf.share_adjusted_down_time(conf)
+            if override is not None:
+                driver = override.build(conf)
+            else:
+                driver = load_driver(
+                    conf,
+                    clock,
+                    host_owned="servicegroup_driver" in host_owned,
+                )
         self._driver = driver
 
     def __repr__(self) -> str:

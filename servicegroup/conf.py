@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from oslo_config import cfg
 
@@ -195,33 +198,98 @@ class Timing:
     retry_max_interval: float
 
 
-def register_opts(conf: cfg.ConfigOpts) -> None:
+#: Options Nova defines itself (``nova/conf/service.py`` and
+#: ``nova/conf/servicegroup.py``), with its own types, defaults and choices.
+NOVA_OPTION_NAMES = frozenset(
+    {"servicegroup_driver", "report_interval", "service_down_time"}
+)
+
+
+def _register(conf: cfg.ConfigOpts, opt: cfg.Opt, group: str | None = None) -> bool:
+    """Register ``opt``; False when the host defined it differently."""
+    try:
+        conf.register_opt(opt, group=group)
+    except cfg.DuplicateOptError:
+        where = f"[{group}] " if group else ""
+        LOG.debug("Option %s%s is already registered by the host", where, opt.name)
+        return False
+    return True
+
+
+def register_opts(conf: cfg.ConfigOpts) -> frozenset[str]:
     """Register the servicegroup options into ``conf``.
 
     An option the host already registered under the same name (Nova's
     ``report_interval`` and ``service_down_time``) is kept as it is.
+
+    :returns: the names of the ``[DEFAULT]`` options the host defined
+        differently, whose definitions are in force.
     """
-    for opt in service_group_opts:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            LOG.debug("Option %s is already registered by the host", opt.name)
     # Nova (and other hosts) may define memcached_servers and [zookeeper]
     # themselves, with other help texts or defaults: theirs win too.
-    for opt in legacy_opts:
-        try:
-            conf.register_opt(opt)
-        except cfg.DuplicateOptError:
-            LOG.debug("Option %s is already registered by the host", opt.name)
+    host_owned = frozenset(
+        opt.name
+        for opt in [*service_group_opts, *legacy_opts]
+        if not _register(conf, opt)
+    )
     if ZOOKEEPER_GROUP not in conf:
         conf.register_group(_zookeeper_group())
     for opt in zookeeper_opts:
-        try:
-            conf.register_opt(opt, group=ZOOKEEPER_GROUP)
-        except cfg.DuplicateOptError:
-            LOG.debug(
-                "Option [zookeeper] %s is already registered by the host", opt.name
-            )
+        _register(conf, opt, ZOOKEEPER_GROUP)
+    return host_owned
+
+
+def register_host_opts(conf: cfg.ConfigOpts) -> None:
+    """Register only the options a host like Nova does not define itself.
+
+    Nova registers ``servicegroup_driver``, ``report_interval`` and
+    ``service_down_time`` when ``nova.conf`` is imported; registering ours
+    as well would make one of the two raise ``DuplicateOptError``,
+    whichever comes second. So only the ``servicegroup_*`` options are
+    registered; :func:`with_host_defaults` reads the others.
+    """
+    for opt in service_group_opts:
+        if opt.name not in NOVA_OPTION_NAMES:
+            _register(conf, opt)
+
+
+class ConfOverlay:
+    """The host's options with a few values replaced, for one driver.
+
+    A driver reads its options from ``conf``; this gives it other values
+    without overriding the host's ConfigOpts, which other code (Nova's)
+    shares.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, values: Mapping[str, Any]) -> None:
+        self._conf = conf
+        self._values = dict(values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        return getattr(self._conf, name)
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        return self._conf[name]
+
+
+def with_host_defaults(conf: cfg.ConfigOpts) -> cfg.ConfigOpts:
+    """``conf``, with our defaults for the host's options it does not have.
+
+    For a host that is not Nova and registered none of Nova's names; they
+    are read, never registered (see :func:`register_host_opts`).
+    """
+    missing = {
+        opt.name: opt.default
+        for opt in service_group_opts
+        if opt.name in NOVA_OPTION_NAMES and opt.name not in conf
+    }
+    if not missing:
+        return conf
+    return ConfOverlay(conf, missing)  # type: ignore[return-value]
 
 
 def list_opts() -> list[tuple[str | cfg.OptGroup, list[cfg.Opt]]]:
@@ -230,6 +298,32 @@ def list_opts() -> list[tuple[str | cfg.OptGroup, list[cfg.Opt]]]:
         ("DEFAULT", [*service_group_opts, *legacy_opts]),
         (_zookeeper_group(), list(zookeeper_opts)),
     ]
+
+
+def share_adjusted_down_time(conf: cfg.ConfigOpts) -> None:
+    """Fix a ``service_down_time`` too short on ``conf`` itself.
+
+    What Nova's servicegroup API does, so that the host and the library
+    agree on one value: ``service_down_time <= report_interval`` becomes
+    ``2.5 * report_interval`` as an override, with a warning.
+    """
+    report_interval = float(conf.report_interval)
+    service_down_time = float(conf.service_down_time)
+    if service_down_time > report_interval:
+        return
+    adjusted = report_interval * DOWN_TIME_FACTOR
+    LOG.warning(
+        "service_down_time (%s s) must be longer than report_interval "
+        "(%s s); setting it to %s s",
+        service_down_time,
+        report_interval,
+        adjusted,
+    )
+    try:
+        conf.set_override("service_down_time", adjusted)
+    except ValueError:
+        # Nova's option is an IntOpt: round up, never below 2.5 reports.
+        conf.set_override("service_down_time", math.ceil(adjusted))
 
 
 def timing_from_conf(conf: cfg.ConfigOpts) -> Timing:

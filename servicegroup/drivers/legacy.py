@@ -106,29 +106,6 @@ def _warn_deprecated(driver: str, replacement: Mapping[str, str]) -> None:
     )
 
 
-class _ConfOverlay:
-    """The host's options with a few values replaced, for one driver.
-
-    The tooz driver reads its timing from ``conf``; the zk shim must give
-    it a different retry cap without overriding the host's ConfigOpts,
-    which other code (Nova's) shares.
-    """
-
-    def __init__(self, conf: cfg.ConfigOpts, values: Mapping[str, Any]) -> None:
-        self._conf = conf
-        self._values = dict(values)
-
-    def __getattr__(self, name: str) -> Any:
-        if name in self._values:
-            return self._values[name]
-        return getattr(self._conf, name)
-
-    def __getitem__(self, name: str) -> Any:
-        if name in self._values:
-            return self._values[name]
-        return self._conf[name]
-
-
 # -- URLs ---------------------------------------------------------------------
 
 
@@ -326,7 +303,9 @@ class ZooKeeperDriver(tooz_driver.ToozServiceGroupDriver):
         _warn_deprecated("zk", replacement)
         self.legacy_url = url
         super().__init__(
-            cast(cfg.ConfigOpts, _ConfOverlay(conf, overrides)), clock=clock, url=url
+            cast(cfg.ConfigOpts, sg_conf.ConfOverlay(conf, overrides)),
+            clock=clock,
+            url=url,
         )
 
     def __repr__(self) -> str:

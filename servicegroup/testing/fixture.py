@@ -22,7 +22,12 @@ class ServiceGroupFixture(fixtures.Fixture):
 
     Time is a :class:`~servicegroup.testing.FakeClock` shared by the API and
     the backend: ``fixture.advance(seconds)`` runs heartbeats and refreshes
-    and expires members whose heartbeats stopped, with no sleeping::
+    and expires members whose heartbeats stopped, with no sleeping.
+
+    While the fixture is active, every ``servicegroup.API`` built in the
+    process, with or without a conf, and Nova's
+    :class:`servicegroup.nova.ToozDriver`, is on this backend and clock;
+    clean-up stops them all::
 
         sg = self.useFixture(ServiceGroupFixture())
         sg.api.join("host1", "compute")
@@ -61,7 +66,6 @@ class ServiceGroupFixture(fixtures.Fixture):
         if self._conf is None:
             self.conf([], project="servicegroup", default_config_files=[])
         overrides: dict[str, Any] = {
-            "servicegroup_driver": "tooz",
             "servicegroup_tooz_url": self.url,
             "report_interval": self.report_interval,
             "service_down_time": self.service_down_time,
@@ -70,6 +74,12 @@ class ServiceGroupFixture(fixtures.Fixture):
         for name, value in overrides.items():
             self.conf.set_override(name, value)
             self.addCleanup(self.conf.clear_override, name)
+        # Code under test that builds its own API (or Nova's driver) while
+        # the fixture is active lands here too; clean-up stops all of them.
+        self.override = sg_api.BackendOverride(self.url, self.clock, self.conf)
+        previous = sg_api.set_override(self.override)
+        self.addCleanup(sg_api.set_override, previous)
+        self.addCleanup(self.override.stop_all)
         self.api = self.new_api()
 
     def new_api(self) -> sg_api.API:

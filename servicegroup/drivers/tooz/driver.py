@@ -15,6 +15,7 @@ from servicegroup import (
     exceptions,
     heartbeat,
     membership,
+    process,
     scheduling,
     validation,
 )
@@ -50,13 +51,10 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             self._timing,
         )
         self._clock = clock or scheduling.SystemClock()
-        self._observer = ToozObserver(self._backend)
-        self._membership = membership.MembershipCache(
-            self._observer.fetch, self._clock, self._timing
-        )
         self._agents: dict[tuple[str, str], heartbeat.MemberAgent] = {}
         self._lock = threading.Lock()
         self._stopped = False
+        self._start_local_view()
         LOG.info(
             "servicegroup on %s: report_interval %.1f s, service_down_time %.1f s",
             self._backend.redacted_url,
@@ -64,8 +62,39 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             self._timing.service_down_time,
         )
 
+    def _start_local_view(self) -> None:
+        self._generation = process.generation()
+        self._observer = ToozObserver(self._backend)
+        self._membership = membership.MembershipCache(
+            self._observer.fetch, self._clock, self._timing
+        )
+
+    def _in_this_process(self) -> None:
+        """Start over if this is a child forked since the driver was built.
+
+        The child has none of the parent's threads, and the parent's
+        coordinators hold the parent's sockets: they are orphaned, not
+        closed, and the members they keep stay the parent's (the child never
+        beats for them). The local view starts again, empty, on first use.
+        """
+        if self._generation == process.generation():
+            return
+        with process.lock():
+            if self._generation == process.generation():
+                return
+            process.orphan(self._agents, self._observer, self._membership)
+            self._agents = {}
+            self._lock = threading.Lock()
+            self._start_local_view()
+        LOG.debug("servicegroup on %s: started over in a forked child", self)
+
     def __repr__(self) -> str:
         return f"<ToozServiceGroupDriver {self._backend.redacted_url}>"
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stopped
 
     @property
     def timing(self) -> sg_conf.Timing:
@@ -86,6 +115,7 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
     def join(
         self, member_id: str, group_id: str, capabilities: Mapping[str, Any]
     ) -> None:
+        self._in_this_process()
         with self._lock:
             if self._stopped:
                 raise exceptions.ServiceGroupError(
@@ -128,6 +158,7 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
     def _agent(
         self, member_id: str, group_id: str, *, remove: bool = False
     ) -> heartbeat.MemberAgent:
+        self._in_this_process()
         with self._lock:
             key = (member_id, group_id)
             agent = self._agents.pop(key, None) if remove else self._agents.get(key)
@@ -140,6 +171,7 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         return agent
 
     def is_up(self, member_id: str, group_id: str) -> bool:
+        self._in_this_process()
         up = self._membership.up_sets.get(group_id)
         if up is None:
             # The first question about a group costs a fetch: check the ids
@@ -151,6 +183,7 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         return member_id in up
 
     def _view(self, group_id: str) -> membership.GroupView:
+        self._in_this_process()
         if group_id not in self._membership.up_sets:
             self._await_local_joins(group_id)
         return self._membership.view(group_id)
@@ -180,14 +213,17 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         return None if known is None else known.updated_at
 
     def get_groups(self) -> list[str]:
+        self._in_this_process()
         return self._observer.groups()
 
     def watch(
         self, group_id: str, callback: membership.WatchCallback
     ) -> Callable[[], None]:
+        self._in_this_process()
         return self._membership.watch(group_id, callback)
 
     def stop(self) -> None:
+        self._in_this_process()
         with self._lock:
             if self._stopped:
                 return
