@@ -1,0 +1,325 @@
+"""Run Nova's functional tests in a matrix of concurrency modes and drivers.
+
+Called by tools/run-nova-tests.sh with the Nova stage's virtualenv (where
+nova, stestr and servicegroup are installed); not part of servicegroup.
+
+Each cell runs the same stestr selection (tools/nova/tests.txt plus the
+driver probe) in a fresh stestr repository, with Nova's servicegroup driver
+chosen through oslo.config's environment source:
+
+- ``db``: Nova's own database driver, the baseline; no ``OS_DEFAULT__*``.
+- ``tooz-fake``: ``OS_DEFAULT__SERVICEGROUP_DRIVER=tooz`` on ``fake://``,
+  servicegroup's in-memory tooz backend (one per test process).
+- ``tooz-redis``: the same on a real Redis started for the run on a free
+  loopback port (servicegroup.testing.servers.RedisServer), stopped after.
+
+The exit status is non-zero when a test that passed with ``db`` in a mode
+does not pass with a tooz driver in that mode, when the driver probe fails
+in any cell, or when a baseline ran no test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+MODES = {
+    # Nova 34's functional tests default to eventlet (its tox env says so).
+    "eventlet": {"OS_NOVA_DISABLE_EVENTLET_PATCHING": "False"},
+    "threading": {"OS_NOVA_DISABLE_EVENTLET_PATCHING": "True"},
+}
+DRIVERS = ("db", "tooz-fake", "tooz-redis")
+FAKE_URL = "fake://nova-tests"
+PROBE = r"^nova\.tests\.functional\.test_servicegroup_probe\."
+
+# As Nova's tox.ini sets them for its functional envs.
+BASE_ENV = {
+    "LANGUAGE": "en_US",
+    "LC_ALL": "C.UTF-8",
+    "OS_STDOUT_CAPTURE": "1",
+    "OS_STDERR_CAPTURE": "1",
+    "OS_TEST_TIMEOUT": "160",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "NOVA_RAISE_ON_GREENLET_LEAK": "True",
+}
+# Variables that would change what a cell runs if they leaked in.
+_SCRUB = re.compile(
+    r"^(OS_DEFAULT__SERVICEGROUP_|SERVICEGROUP_NOVA_PROBE_|OS_NOVA_DISABLE_"
+    r"|OS_TEST_|OS_DEBUG$|GENERATE_SAMPLES$)"
+)
+
+
+@dataclasses.dataclass
+class Cell:
+    mode: str
+    driver: str
+    statuses: dict[str, str] = dataclasses.field(default_factory=dict)
+    details: dict[str, str] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+    returncode: int | None = None
+    log: str = ""
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for s in self.statuses.values() if s in statuses)
+
+
+def read_filters(path: str) -> list[str]:
+    filters = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                filters.append(line)
+    return filters
+
+
+def read_subunit(stream: bytes) -> tuple[dict[str, str], dict[str, str]]:
+    """Test id -> status ('success', 'fail', 'skip', ...) and failure text."""
+    import subunit
+    import testtools
+
+    statuses: dict[str, str] = {}
+    details: dict[str, str] = {}
+
+    def on_test(test: dict) -> None:  # type: ignore[type-arg]
+        test_id = test["id"]
+        status = test["status"]
+        # Class-level fixture failures come as a pseudo test, keep them.
+        statuses[test_id] = status
+        if status in ("fail", "uxsuccess"):
+            parts = []
+            for name, content in test["details"].items():
+                if name in ("traceback", "reason") or "traceback" in name:
+                    parts.append(content.as_text())
+            details[test_id] = "\n".join(parts)
+
+    result = testtools.StreamToDict(on_test)
+    result.startTestRun()
+    try:
+        subunit.ByteStreamToStreamResult(io.BytesIO(stream)).run(result)
+    finally:
+        result.stopTestRun()
+    return statuses, details
+
+
+def run_cell(
+    cell: Cell,
+    *,
+    venv_bin: str,
+    site: str,
+    work: str,
+    filters: list[str],
+    exclude_list: str | None,
+    concurrency: int,
+    url: str | None,
+    timeout: float,
+) -> None:
+    cell_dir = os.path.join(work, f"{cell.mode}-{cell.driver}")
+    shutil.rmtree(cell_dir, ignore_errors=True)
+    os.makedirs(cell_dir)
+    with open(os.path.join(cell_dir, ".stestr.conf"), "w", encoding="utf-8") as f:
+        f.write(
+            "[DEFAULT]\n"
+            f"test_path={os.path.join(site, 'nova', 'tests', 'functional')}\n"
+            f"top_dir={site}\n"
+        )
+    env = {k: v for k, v in os.environ.items() if not _SCRUB.match(k)}
+    env.update(BASE_ENV)
+    env.update(MODES[cell.mode])
+    env["SERVICEGROUP_NOVA_PROBE_DRIVER"] = "db" if cell.driver == "db" else "tooz"
+    if url is not None:
+        env["OS_DEFAULT__SERVICEGROUP_DRIVER"] = "tooz"
+        env["OS_DEFAULT__SERVICEGROUP_TOOZ_URL"] = url
+        env["SERVICEGROUP_NOVA_PROBE_URL"] = url
+    stestr = os.path.abspath(os.path.join(venv_bin, "stestr"))
+    cmd = [stestr, "run", "--concurrency", str(concurrency)]
+    if exclude_list:
+        cmd += ["--exclude-list", exclude_list]
+    cmd += [PROBE, *filters]
+    cell.log = os.path.join(cell_dir, "stestr.log")
+    subprocess.run(
+        [stestr, "init"], cwd=cell_dir, env=env, check=True, capture_output=True
+    )
+    start = time.monotonic()
+    with open(cell.log, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, cwd=cell_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            cell.returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            cell.returncode = -signal.SIGKILL
+            print(f"  {cell.mode}/{cell.driver}: killed after {timeout:.0f} s")
+    cell.seconds = time.monotonic() - start
+    last = subprocess.run(
+        [stestr, "last", "--subunit"], cwd=cell_dir, env=env, capture_output=True
+    )
+    cell.statuses, cell.details = read_subunit(last.stdout)
+
+
+@contextlib.contextmanager
+def backend(driver: str) -> Iterator[str | None]:
+    if driver == "db":
+        yield None
+    elif driver == "tooz-fake":
+        yield FAKE_URL
+    elif driver == "tooz-redis":
+        from servicegroup.testing.servers import RedisServer
+
+        with RedisServer() as redis:
+            yield redis.url
+    else:
+        raise ValueError(driver)
+
+
+def short_id(test_id: str) -> str:
+    return test_id.removeprefix("nova.tests.functional.")
+
+
+def tail(text: str, lines: int) -> str:
+    kept = text.rstrip().splitlines()[-lines:]
+    return "\n".join("      " + line for line in kept)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--venv-bin", required=True)
+    parser.add_argument("--site", required=True, help="site-packages with nova")
+    parser.add_argument("--work", required=True, help="stestr repositories, logs")
+    parser.add_argument("--tests", required=True, help="file of stestr filters")
+    parser.add_argument("--threading-excludes", help="Nova's excludes file")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--drivers", default=",".join(DRIVERS))
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--redis-concurrency",
+        type=int,
+        default=1,
+        help="workers for tooz-redis: Nova's tests reuse host names (host1, "
+        "compute1, src, ...), which in parallel workers sharing one Redis "
+        "would be one member; each in-memory sqlite and fake:// is private",
+    )
+    parser.add_argument("--cell-timeout", type=float, default=600.0)
+    parser.add_argument("--traceback-lines", type=int, default=25)
+    args = parser.parse_args(argv)
+
+    modes = [m for m in args.modes.split(",") if m]
+    drivers = [d for d in args.drivers.split(",") if d]
+    for m in modes:
+        if m not in MODES:
+            parser.error(f"unknown mode {m!r}; known: {', '.join(MODES)}")
+    for d in drivers:
+        if d not in DRIVERS:
+            parser.error(f"unknown driver {d!r}; known: {', '.join(DRIVERS)}")
+    if "db" not in drivers:
+        parser.error("the db driver is the baseline and must be in --drivers")
+    filters = read_filters(args.tests)
+    os.makedirs(args.work, exist_ok=True)
+
+    exclude_list = None
+    if args.threading_excludes:
+        # As Nova's tools/generate-exclude.sh: drop comments and blank lines.
+        exclude_list = os.path.join(args.work, "threading-excludes.txt")
+        with open(args.threading_excludes, encoding="utf-8") as src:
+            kept = [ln for ln in src if ln.strip() and not ln.startswith("#")]
+        with open(exclude_list, "w", encoding="utf-8") as dst:
+            dst.writelines(kept)
+
+    cells: list[Cell] = []
+    for mode in modes:
+        for driver in drivers:
+            cell = Cell(mode, driver)
+            print(f"-- {mode} / {driver}: running", flush=True)
+            with backend(driver) as url:
+                run_cell(
+                    cell,
+                    venv_bin=args.venv_bin,
+                    site=args.site,
+                    work=args.work,
+                    filters=filters,
+                    exclude_list=exclude_list if mode == "threading" else None,
+                    concurrency=(
+                        args.redis_concurrency
+                        if driver == "tooz-redis"
+                        else args.concurrency
+                    ),
+                    url=url,
+                    timeout=args.cell_timeout,
+                )
+            print(
+                f"   {mode} / {driver}: {cell.count('success')} passed, "
+                f"{cell.count('fail', 'uxsuccess')} failed, "
+                f"{cell.count('skip')} skipped in {cell.seconds:.0f} s "
+                f"(log {cell.log})",
+                flush=True,
+            )
+            cells.append(cell)
+
+    problems: list[str] = []
+    print("\nNova functional tests per mode and servicegroup driver")
+    header = f"{'mode':<10} {'driver':<11} {'passed':>6} {'failed':>6} "
+    header += f"{'skipped':>7} {'time':>7}"
+    print(header)
+    print("-" * len(header))
+    for cell in cells:
+        print(
+            f"{cell.mode:<10} {cell.driver:<11} {cell.count('success'):>6} "
+            f"{cell.count('fail', 'uxsuccess'):>6} {cell.count('skip'):>7} "
+            f"{cell.seconds:>6.0f}s"
+        )
+    print()
+
+    by_key = {(c.mode, c.driver): c for c in cells}
+    for cell in cells:
+        probe = [t for t in cell.statuses if re.match(PROBE, t)]
+        if not probe or any(cell.statuses[t] != "success" for t in probe):
+            problems.append(
+                f"{cell.mode}/{cell.driver}: the driver probe did not pass, so "
+                "this cell may not have run the driver it names"
+            )
+    for mode in modes:
+        base = by_key[(mode, "db")]
+        passed = {
+            t for t, s in base.statuses.items()
+            if s == "success" and not re.match(PROBE, t)
+        }  # fmt: skip
+        if not passed:
+            problems.append(f"{mode}/db: the baseline passed no test")
+        for t, s in sorted(base.statuses.items()):
+            if s in ("fail", "uxsuccess"):
+                print(f"note: {mode}/db (baseline) failed {short_id(t)}")
+        for driver in drivers:
+            if driver == "db":
+                continue
+            cell = by_key[(mode, driver)]
+            for t in sorted(passed):
+                s = cell.statuses.get(t, "not run")
+                if s == "success":
+                    continue
+                problems.append(f"{mode}/{driver}: {short_id(t)}: {s} (db: passed)")
+                if t in cell.details:
+                    problems.append(tail(cell.details[t], args.traceback_lines))
+    if problems:
+        print("FAILED: our driver does worse than the db driver:")
+        for p in problems:
+            print(p if p.startswith("      ") else f"  {p}")
+        return 1
+    print("OK: every test that passes with the db driver passes with ours.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
