@@ -1,4 +1,13 @@
-"""Turning what tooz and its client libraries raise into our exceptions."""
+"""Turning what tooz and its client libraries raise into our exceptions.
+
+Only failures of the backend become :class:`~servicegroup.exceptions.
+BackendError`: tooz's errors, the client libraries' own (matched by the
+module that defines them, see :data:`BACKEND_ERROR_MODULES`), OSErrors and
+timeouts. The heartbeat loop retries a BackendError forever, so anything
+else (an AttributeError, TypeError, NameError or KeyError: a bug, ours or a
+client library's, or a tooz whose internals changed) propagates unchanged
+instead of being retried in silence.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +15,7 @@ import concurrent.futures
 import contextlib
 from collections.abc import Iterator
 
+import tooz
 from tooz import coordination
 from tooz import utils as tooz_utils
 
@@ -20,9 +30,45 @@ class _Undecodable(exceptions.BackendError):
     """The backend answered with a record tooz cannot decode."""
 
 
+#: Top-level modules whose exceptions report a backend condition: the
+#: client libraries of tooz's drivers (redis-py, kazoo, pymemcache, etcd3gw
+#: and the requests/urllib3 it talks through), the record codecs (msgpack,
+#: json), and the standard library's network layers. Matched by name, so
+#: no optional client library has to be imported. Some of them raise odd
+#: types for backend conditions (pymemcache's MemcacheUnexpectedCloseError,
+#: kazoo's NoNodeError after a wipe, etcd3gw's Etcd3Exception on an HTTP
+#: error, requests' JSONDecodeError for a truncated answer).
+BACKEND_ERROR_MODULES = frozenset(
+    {
+        "redis",
+        "kazoo",
+        "pymemcache",
+        "etcd3gw",
+        "requests",
+        "urllib3",
+        "msgpack",
+        "json",
+        "socket",
+        "ssl",
+        "http",
+        "tenacity",  # tooz's retry wrappers giving up on the backend
+    }
+)
+
 #: Client libraries' connection errors that are not OSErrors (matched by
-#: name so that no optional client library has to be imported).
+#: name, as above).
 _CONNECTION_ERROR_NAMES = frozenset({"ConnectionError", "ConnectionFailedError"})
+
+
+def is_backend_error(exc: BaseException) -> bool:
+    """Whether ``exc`` reports a failure of the backend (not a bug)."""
+    # concurrent.futures.TimeoutError is an OSError from Python 3.11 on only.
+    if isinstance(exc, (tooz.ToozError, OSError, concurrent.futures.TimeoutError)):
+        return True
+    return any(
+        cls.__module__.split(".")[0] in BACKEND_ERROR_MODULES
+        for cls in type(exc).__mro__
+    )
 
 
 def _is_connection_error(exc: BaseException) -> bool:
@@ -33,7 +79,11 @@ def _is_connection_error(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def translate_errors(what: str) -> Iterator[None]:
-    """Turn whatever tooz or its client library raised into our errors."""
+    """Turn a backend failure that tooz or its client library raised into ours.
+
+    Anything that is not a backend failure (see :func:`is_backend_error`)
+    passes through untouched.
+    """
     try:
         yield
     except coordination.GroupNotCreated as exc:
@@ -57,6 +107,8 @@ def translate_errors(what: str) -> Iterator[None]:
     except exceptions.ServiceGroupError:
         raise
     except Exception as exc:
+        if not is_backend_error(exc):
+            raise
         # Drivers let some client errors through untranslated (redis-py,
         # kazoo, etcd3gw): at this seam they are all backend failures.
         if _is_connection_error(exc):
