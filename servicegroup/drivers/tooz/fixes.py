@@ -21,8 +21,14 @@ from tooz import utils as tooz_utils
 from tooz.drivers import file as tooz_file
 
 from servicegroup import member as sg_member
+from servicegroup.drivers.tooz import compat
 
 T = TypeVar("T")
+
+# Fail at import, naming what is missing, if this tooz lacks the private
+# names the subclasses below use (the optional drivers check theirs when
+# they are first built).
+compat.check_core()
 
 
 class _FileDriver(tooz_file.FileDriver):
@@ -123,6 +129,7 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
 
     Imported on first use: redis-py is an optional extra.
     """
+    compat.check_redis()
     from redis import backoff, retry
     from tooz.drivers import redis as tooz_redis
 
@@ -253,6 +260,7 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
 
     Imported on first use: pymemcache is an optional extra.
     """
+    compat.check_memcached()
     from tooz.drivers import memcached as tooz_memcached
 
     class _MemcachedDriver(tooz_memcached.MemcachedDriver):
@@ -414,6 +422,7 @@ def _zookeeper_driver() -> type[coordination.CoordinationDriver]:
     before the group, or every join fails with "namespace has not been
     created". Imported on first use: kazoo is an optional extra.
     """
+    compat.check_zookeeper()
     from tooz.drivers import zookeeper as tooz_zookeeper
 
     class _KazooDriver(tooz_zookeeper.KazooDriver):

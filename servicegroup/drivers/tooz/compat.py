@@ -1,0 +1,210 @@
+"""Checking that the installed tooz still has what our subclasses lean on.
+
+Our subclasses of tooz's drivers (:mod:`.fixes`) and the coordinator
+handling of :mod:`.session` use tooz's private names (``_joined_groups``,
+``_client``, ``_coord``, the Redis script templates, the file driver's
+on-disk layout) and two of kazoo's (``_stopped``, ``last_zxid``). A tooz
+release may rename any of them; without this check the first sign would be
+an AttributeError deep in a heartbeat. Each ``check_*`` function raises
+:class:`ToozIncompatible`, naming the tooz version found and every missing
+name, when the subclass is built: the file driver's and tooz's core names
+when :mod:`.fixes` is imported, the others when their (optional) client
+library is first used.
+
+Instance attributes cannot be looked up on a class, so :func:`uses` looks
+for the name in the code of the class's methods: a renamed attribute
+disappears from there.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import types
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+#: The tooz releases servicegroup is tested with (setup.cfg pins the same).
+TESTED_TOOZ = ">=9.0,<9.2"
+
+#: (what is needed, how to check it is there)
+Need = tuple[str, Callable[[], bool]]
+
+
+class ToozIncompatible(ImportError):
+    """The installed tooz lacks private names that servicegroup relies on."""
+
+    def __init__(self, missing: list[str]) -> None:
+        self.tooz_version = tooz_version()
+        self.missing = missing
+        super().__init__(
+            f"servicegroup cannot use tooz {self.tooz_version}: it lacks "
+            f"{', '.join(missing)} (servicegroup is tested with tooz"
+            f"{TESTED_TOOZ}; install a tested tooz release)"
+        )
+
+
+def tooz_version() -> str:
+    try:
+        return importlib.metadata.version("tooz")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _name(owner: Any) -> str:
+    if isinstance(owner, types.ModuleType):
+        return owner.__name__
+    return f"{owner.__module__}.{owner.__qualname__}"
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)  # closures, comprehensions
+
+
+def _code_names(klass: type) -> set[str]:
+    """Every attribute name the methods of ``klass`` (and its bases) use."""
+    names: set[str] = set()
+    for base in klass.__mro__:
+        for member in vars(base).values():
+            func = getattr(member, "__func__", member)  # class/staticmethods
+            if isinstance(member, property):
+                func = member.fget
+            code = getattr(func, "__code__", None)
+            if isinstance(code, types.CodeType):
+                for each in _codes(code):
+                    names.update(each.co_names)
+    return names
+
+
+def has(owner: Any, name: str) -> Need:
+    """``owner`` (a class or module) has the attribute ``name``."""
+    return f"{_name(owner)}.{name}", lambda: hasattr(owner, name)
+
+
+def uses(klass: type, name: str) -> Need:
+    """Instances of ``klass`` have the attribute ``name`` (see module doc)."""
+    return f"{_name(klass)}.{name}", lambda: name in _code_names(klass)
+
+
+def mentions(module: types.ModuleType, text: str, what: str) -> Need:
+    """``module``'s source contains ``text`` (a template name, a path)."""
+    return f"{what} in {module.__name__}", lambda: text in inspect.getsource(module)
+
+
+def require(needs: Iterable[Need]) -> None:
+    """Raise ToozIncompatible naming every need that is not met."""
+    missing = [what for what, present in needs if not present()]
+    if missing:
+        raise ToozIncompatible(missing)
+
+
+def check_core() -> None:
+    """tooz's base driver and file driver (used by fixes._FileDriver)."""
+    from tooz import coordination
+    from tooz.drivers import file as tooz_file
+
+    driver = tooz_file.FileDriver
+    require(
+        [
+            uses(coordination.CoordinationDriver, "_joined_groups"),
+            has(coordination.CoordinationDriver, "_start"),
+            has(coordination.CoordinationDriver, "_stop"),
+            has(tooz_file, "FileFutureResult"),
+            has(driver, "_make_filesystem_safe"),
+            *(
+                uses(driver, name)
+                for name in (
+                    "_group_dir",
+                    "_tmpdir",
+                    "_driver_lock",
+                    "_safe_member_id",
+                    "_executor",
+                )
+            ),
+            # The on-disk layout _FileDriver.update_capabilities rewrites.
+            mentions(tooz_file, ".metadata", "the group marker file .metadata"),
+            mentions(tooz_file, "_safe_member_id}.raw", "member files MEMBER.raw"),
+            mentions(tooz_file, "'capabilities'", "the record key 'capabilities'"),
+        ]
+    )
+
+
+def check_redis() -> None:
+    """tooz's Redis driver (used by fixes._redis_driver)."""
+    from tooz.drivers import redis as tooz_redis
+
+    driver = tooz_redis.RedisDriver
+    require(
+        [
+            has(tooz_redis, "RedisFutureResult"),
+            has(driver, "SCRIPTS"),
+            has(driver, "NAMESPACE_SEP"),
+            *(
+                has(driver, name)
+                for name in (
+                    "_get_script",
+                    "_make_client",
+                    "_submit",
+                    "_encode_group_id",
+                    "_encode_member_id",
+                    "_decode_member_id",
+                    "_dumps",
+                    "_loads",
+                )
+            ),
+            uses(driver, "_client"),
+            uses(driver, "_beat_prefix"),
+            # Our Lua scripts use the placeholder tooz fills in its own.
+            mentions(
+                tooz_redis, "group_existence_key", "the ${group_existence_key} template"
+            ),
+        ]
+    )
+
+
+def check_memcached() -> None:
+    """tooz's memcached driver (used by fixes._memcached_driver)."""
+    from tooz.drivers import memcached as tooz_memcached
+
+    driver = tooz_memcached.MemcachedDriver
+    require(
+        [
+            has(tooz_memcached, "MemcachedFutureResult"),
+            has(driver, "_encode_group_id"),
+            has(driver, "_encode_member_id"),
+            *(
+                uses(driver, name)
+                for name in (
+                    "client",
+                    "timeout",
+                    "membership_timeout",
+                    "_acquired_locks",
+                    "_executor",
+                )
+            ),
+        ]
+    )
+
+
+def check_zookeeper() -> None:
+    """tooz's ZooKeeper driver and kazoo (fixes and session use both)."""
+    from kazoo import client as kazoo_client
+    from tooz.drivers import zookeeper as tooz_zookeeper
+
+    driver = tooz_zookeeper.KazooDriver
+    kazoo = kazoo_client.KazooClient
+    require(
+        [
+            uses(driver, "_coord"),
+            uses(driver, "timeout"),
+            has(driver, "_base_path"),
+            uses(kazoo, "_stopped"),
+            uses(kazoo, "last_zxid"),
+            has(kazoo, "connected"),
+            has(kazoo, "close"),
+            has(kazoo, "ensure_path_async"),
+        ]
+    )
