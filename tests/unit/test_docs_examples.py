@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,6 +269,109 @@ def test_against_a_real_memcached() -> None:
         finally:
             api.stop()
     # [end testing-servers]
+
+
+# -- testing guide: fake:// with tooz directly (Ceilometer, Aodh) ------------------
+
+
+@pytest.fixture
+def _forget_tooz_stores() -> Iterator[None]:
+    from servicegroup.testing import fake_backend
+
+    yield
+    for name in ("aodh-locks", "ceilometer-election", "ceilometer-agents"):
+        fake_backend.drop_store(name)
+
+
+@pytest.mark.usefixtures("_forget_tooz_stores")
+def test_tooz_lock() -> None:
+    # [tooz-lock]
+    from tooz import coordination
+
+    url = "fake://aodh-locks"  # what the code under test reads from its config
+    evaluator1 = coordination.get_coordinator(url, b"evaluator-1")
+    evaluator2 = coordination.get_coordinator(url, b"evaluator-2")
+    evaluator1.start()
+    evaluator2.start()
+
+    with evaluator1.get_lock(b"alarm-42"):
+        # Held: the other evaluator cannot take it, nor wait it out.
+        assert not evaluator2.get_lock(b"alarm-42").acquire(blocking=False)
+        assert not evaluator2.get_lock(b"alarm-42").acquire(blocking=0.1)
+    assert evaluator2.get_lock(b"alarm-42").acquire(blocking=False)
+
+    evaluator1.stop()
+    evaluator2.stop()  # a stopped coordinator's locks are free again
+    # [end tooz-lock]
+
+
+@pytest.mark.usefixtures("_forget_tooz_stores")
+def test_tooz_leader_election() -> None:
+    # [tooz-election]
+    from tooz import coordination
+
+    url = "fake://ceilometer-election"
+    group = b"central-agents"
+    agent1 = coordination.get_coordinator(url, b"agent-1")
+    agent2 = coordination.get_coordinator(url, b"agent-2")
+    agent1.start()
+    agent2.start()
+    leaders = []
+    for agent in (agent1, agent2):
+        agent.watch_elected_as_leader(group, lambda e: leaders.append(e.member_id))
+
+    agent1.run_watchers()  # the code under test calls this periodically
+    agent2.run_watchers()
+    assert leaders == [b"agent-1"]
+    assert agent2.get_leader(group).get() == b"agent-1"
+
+    agent1.stand_down_group_leader(group)  # or agent1.stop()
+    agent2.run_watchers()
+    assert leaders == [b"agent-1", b"agent-2"]
+
+    agent1.stop()
+    agent2.stop()
+    # [end tooz-election]
+
+
+@pytest.mark.usefixtures("_forget_tooz_stores")
+def test_tooz_group_watcher_on_fake_time() -> None:
+    # [tooz-watcher]
+    from tooz import coordination
+
+    from servicegroup.testing import FakeClock, fake_backend
+
+    clock = FakeClock()
+    fake_backend.store("ceilometer-agents").clock = clock.monotonic
+
+    url = "fake://ceilometer-agents?membership_timeout=30"
+    group = b"notification-agents"
+    watcher = coordination.get_coordinator(url, b"agent-1")
+    crasher = coordination.get_coordinator(url, b"agent-2")
+    watcher.start()
+    crasher.start()
+    watcher.join_group_create(group)
+    events = []
+    watcher.watch_join_group(group, events.append)
+    watcher.watch_leave_group(group, events.append)
+
+    crasher.join_group(group).get()
+    watcher.run_watchers()
+    assert [type(e).__name__ for e in events] == ["MemberJoinedGroup"]
+
+    clock.advance(20)
+    watcher.heartbeat()  # agent-1 beats; agent-2 has crashed and does not
+    clock.advance(20)
+    watcher.run_watchers()
+    assert [(type(e).__name__, e.member_id) for e in events[1:]] == [
+        ("MemberLeftGroup", b"agent-2")
+    ]
+    assert watcher.get_members(group).get() == {b"agent-1"}
+
+    watcher.stop()
+    crasher.stop()
+    fake_backend.drop_store("ceilometer-agents")
+    # [end tooz-watcher]
 
 
 # -- the markers above are the ones the pages include ---------------------------------
