@@ -113,6 +113,7 @@ status=0
   --venv-bin "$VENV/bin" --site "$site" --work "$WORK" \
   --tests tools/nova/tests.txt \
   --threading-excludes "$SDIST/threading_functional_test_excludes.txt" \
+  --db-only tools/nova/db-only.txt \
   "$@" || status=$?
 echo "Nova stage: $((SECONDS - started)) s in all (logs in $WORK)"
 exit "$status"

@@ -18,10 +18,9 @@ the environment rank above defaults and config files, below a test's own
 import os
 import time
 
-from oslo_config import cfg
-
 import nova.conf
 from nova import test
+from oslo_config import cfg
 
 CONF = nova.conf.CONF
 
