@@ -219,7 +219,8 @@ def test_tooz_api_suite(backend: str, server_pool: object) -> None:
     if expected:
         assert expected in data["drivers"], data["drivers"]  # type: ignore[operator]
     skipped = {n: reasons.get(n, "") for n, o in outcomes.items() if o == "skipped"}
-    want = EXPECTED_SKIPS.get(backend, {})
+    # Older tooz releases in the pinned range lack some of the tests.
+    want = {n: w for n, w in EXPECTED_SKIPS.get(backend, {}).items() if n in outcomes}
     assert set(skipped) == set(want), f"skipped {skipped}, expected {want}"
     for name, why in want.items():
         assert why in skipped[name], (name, skipped[name])
