@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from servicegroup import exceptions
+from servicegroup import exceptions, process
 
 LOG = logging.getLogger(__name__)
 
@@ -87,10 +87,13 @@ class _ThreadTimer(Timer):
             ) from exc
 
     def _run(self, delay: float) -> None:
+        born_in = process.generation()
         while True:
             self._wakeup.wait(max(0.0, delay))
             self._wakeup.clear()
-            if self._cancelled:
+            # Under eventlet a fork copies green threads into the child: the
+            # parent's tasks must not run there, on the parent's sockets.
+            if self._cancelled or process.generation() != born_in:
                 return
             delay = run_task_safely(self._thread.name, self._task)
 

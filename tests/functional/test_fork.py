@@ -27,7 +27,23 @@ from tests import support
 MULTI_PROCESS_BACKENDS = ["file", "redis", "memcached", "zookeeper", "etcd"]
 
 
-@pytest.fixture(params=MULTI_PROCESS_BACKENDS)
+#: Under eventlet a fork copies kazoo's connection thread (a green thread)
+#: into the child, where it goes on using the parent's socket. Nova's own
+#: flow is not hit (oslo.service forks before any service joins or asks),
+#: but a process that used ZooKeeper before forking is.
+KAZOO_UNDER_EVENTLET = pytest.mark.xfail(
+    bool(os.environ.get("SERVICEGROUP_TEST_EVENTLET")),
+    reason="kazoo's green connection thread survives a fork under eventlet",
+    strict=False,
+)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(b, marks=KAZOO_UNDER_EVENTLET) if b == "zookeeper" else b
+        for b in MULTI_PROCESS_BACKENDS
+    ]
+)
 def url(request: pytest.FixtureRequest, server_pool: Any, tmp_path: Any) -> str:
     if request.param == "file":
         return f"file://{tmp_path}"
@@ -156,6 +172,9 @@ def test_children_of_a_fork_see_the_group_live(
 #: is dead.
 FORKING_SCRIPT = """
 import json, os, sys, time
+if os.environ.get("SERVICEGROUP_TEST_EVENTLET"):
+    import eventlet
+    eventlet.monkey_patch()
 from tests.support import make_api
 url, group = sys.argv[1:3]
 api = make_api(url)
