@@ -67,6 +67,8 @@ class Cell:
     driver: str
     statuses: dict[str, str] = dataclasses.field(default_factory=dict)
     details: dict[str, str] = dataclasses.field(default_factory=dict)
+    durations: dict[str, float] = dataclasses.field(default_factory=dict)
+    probes: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     returncode: int | None = None
     log: str = ""
@@ -85,19 +87,25 @@ def read_filters(path: str) -> list[str]:
     return filters
 
 
-def read_subunit(stream: bytes) -> tuple[dict[str, str], dict[str, str]]:
-    """Test id -> status ('success', 'fail', 'skip', ...) and failure text."""
+def read_subunit(
+    stream: bytes,
+) -> tuple[dict[str, str], dict[str, str], dict[str, float]]:
+    """Test id -> status ('success', 'fail', 'skip', ...), failure text, s."""
     import subunit
     import testtools
 
     statuses: dict[str, str] = {}
     details: dict[str, str] = {}
+    durations: dict[str, float] = {}
 
     def on_test(test: dict) -> None:  # type: ignore[type-arg]
         test_id = test["id"]
         status = test["status"]
         # Class-level fixture failures come as a pseudo test, keep them.
         statuses[test_id] = status
+        begin, end = test["timestamps"]
+        if begin is not None and end is not None:
+            durations[test_id] = (end - begin).total_seconds()
         if status in ("fail", "uxsuccess"):
             parts = []
             for name, content in test["details"].items():
@@ -111,7 +119,51 @@ def read_subunit(stream: bytes) -> tuple[dict[str, str], dict[str, str]]:
         subunit.ByteStreamToStreamResult(io.BytesIO(stream)).run(result)
     finally:
         result.stopTestRun()
-    return statuses, details
+    return statuses, details, durations
+
+
+def stestr_repo(path: str, site: str, stestr: str, env: dict[str, str]) -> str:
+    """An stestr repository at ``path`` for Nova's functional tests."""
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, ".stestr.conf"), "w", encoding="utf-8") as f:
+        f.write(
+            "[DEFAULT]\n"
+            f"test_path={os.path.join(site, 'nova', 'tests', 'functional')}\n"
+            f"top_dir={site}\n"
+        )
+    subprocess.run([stestr, "init"], cwd=path, env=env, check=True, capture_output=True)
+    return path
+
+
+def list_tests(stestr: str, site: str, work: str, filters: list[str]) -> list[str]:
+    """The ids the filters select, the probe first."""
+    repo = stestr_repo(os.path.join(work, "list"), site, stestr, dict(os.environ))
+    out = subprocess.run(
+        [stestr, "list", PROBE, *filters],
+        cwd=repo,
+        env={**os.environ, **BASE_ENV},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    ids = sorted({ln.strip() for ln in out.splitlines() if ln.startswith("nova.")})
+    return sorted(ids, key=lambda t: not re.match(PROBE, t))
+
+
+def partition(ids: list[str], n: int, times: dict[str, float]) -> list[list[str]]:
+    """``n`` lists of ids, the probe in each, balanced by known run times."""
+    probe = [t for t in ids if re.match(PROBE, t)]
+    rest = [t for t in ids if t not in probe]
+    # Longest first onto the least loaded; unknown times count as 2 s, and
+    # ties keep the sorted order, so neighbours (one class) spread out.
+    rest.sort(key=lambda t: -times.get(t, 2.0))
+    parts: list[list[str]] = [list(probe) for _ in range(n)]
+    loads = [0.0] * n
+    for t in rest:
+        k = loads.index(min(loads))
+        parts[k].append(t)
+        loads[k] += times.get(t, 2.0)
+    return [p for p in parts if len(p) > len(probe)] or [list(ids)]
 
 
 def run_cell(
@@ -120,67 +172,87 @@ def run_cell(
     venv_bin: str,
     site: str,
     work: str,
-    filters: list[str],
-    exclude_list: str | None,
-    concurrency: int,
-    url: str | None,
+    parts: list[list[str]],
+    urls: list[str | None],
     timeout: float,
 ) -> None:
-    # One stestr repository for all cells, run one after the other: each run
-    # partitions its tests over the workers by the times of the runs before.
-    repo = os.path.join(work, "stestr")
-    if not os.path.exists(os.path.join(repo, ".stestr.conf")):
-        os.makedirs(repo, exist_ok=True)
-        with open(os.path.join(repo, ".stestr.conf"), "w", encoding="utf-8") as f:
-            f.write(
-                "[DEFAULT]\n"
-                f"test_path={os.path.join(site, 'nova', 'tests', 'functional')}\n"
-                f"top_dir={site}\n"
-            )
-    env = {k: v for k, v in os.environ.items() if not _SCRUB.match(k)}
-    env.update(BASE_ENV)
-    env.update(MODES[cell.mode])
-    env["SERVICEGROUP_NOVA_PROBE_DRIVER"] = "db" if cell.driver == "db" else "tooz"
-    if url is not None:
-        env["OS_DEFAULT__SERVICEGROUP_DRIVER"] = "tooz"
-        env["OS_DEFAULT__SERVICEGROUP_TOOZ_URL"] = url
-        env["SERVICEGROUP_NOVA_PROBE_URL"] = url
+    """Run each part in its own stestr process (one worker) at once.
+
+    Rather than one ``stestr run --concurrency N``, so each worker can have
+    its own environment: with a real Redis each worker gets its own server,
+    as each has its own in-memory sqlite and ``fake://`` backend. Nova's tests
+    reuse host names (host1, compute1, src, ...) that in parallel workers
+    sharing one Redis would be one member.
+    """
     stestr = os.path.abspath(os.path.join(venv_bin, "stestr"))
-    cmd = [stestr, "run", "--concurrency", str(concurrency)]
-    if exclude_list:
-        cmd += ["--exclude-list", exclude_list]
-    cmd += [PROBE, *filters]
-    cell.log = os.path.join(work, f"{cell.mode}-{cell.driver}.log")
-    if not os.path.exists(os.path.join(repo, ".stestr")):
-        subprocess.run(
-            [stestr, "init"], cwd=repo, env=env, check=True, capture_output=True
-        )
+    cell.log = os.path.join(work, f"{cell.mode}-{cell.driver}")
+    procs = []
     start = time.monotonic()
-    with open(cell.log, "wb") as log:
+    for k, (ids, url) in enumerate(zip(parts, urls, strict=True)):
+        env = {n: v for n, v in os.environ.items() if not _SCRUB.match(n)}
+        env.update(BASE_ENV)
+        env.update(MODES[cell.mode])
+        env["SERVICEGROUP_NOVA_PROBE_DRIVER"] = "db" if url is None else "tooz"
+        if url is not None:
+            env["OS_DEFAULT__SERVICEGROUP_DRIVER"] = "tooz"
+            env["OS_DEFAULT__SERVICEGROUP_TOOZ_URL"] = url
+            env["SERVICEGROUP_NOVA_PROBE_URL"] = url
+        repo = stestr_repo(os.path.join(cell.log, f"worker{k}"), site, stestr, env)
+        load_list = os.path.join(repo, "tests.txt")
+        with open(load_list, "w", encoding="utf-8") as f:
+            f.writelines(t + "\n" for t in ids)
+        cmd = [stestr, "run", "--concurrency", "1", "--load-list", load_list]
+        log = open(os.path.join(repo, "stestr.log"), "wb")  # noqa: SIM115
         proc = subprocess.Popen(
             cmd, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-        try:
-            cell.returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            cell.returncode = -signal.SIGKILL
-            print(f"  {cell.mode}/{cell.driver}: killed after {timeout:.0f} s")
+        procs.append((proc, log, repo, env))
+    deadline = start + timeout
+    codes = []
+    try:
+        for proc, _log, _repo, _env in procs:
+            try:
+                remaining = max(1.0, deadline - time.monotonic())
+                codes.append(proc.wait(timeout=remaining))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                codes.append(-signal.SIGKILL)
+                print(
+                    f"  {cell.mode}/{cell.driver}: a worker killed after "
+                    f"{timeout:.0f} s"
+                )
+    finally:
+        # Also when this runner is stopped: no worker outlives it.
+        for proc, log, _repo, _env in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
     cell.seconds = time.monotonic() - start
-    last = subprocess.run(
-        [stestr, "last", "--subunit"], cwd=repo, env=env, capture_output=True
-    )
-    cell.statuses, cell.details = read_subunit(last.stdout)
+    cell.returncode = max(codes, key=abs)
+    for _proc, _log, repo, env in procs:
+        last = subprocess.run(
+            [stestr, "last", "--subunit"], cwd=repo, env=env, capture_output=True
+        )
+        statuses, details, durations = read_subunit(last.stdout)
+        for t, st in statuses.items():
+            if re.match(PROBE, t):
+                cell.probes.append(st)
+            else:
+                cell.statuses[t] = st
+        cell.details.update(details)
+        cell.durations.update(durations)
 
 
 @contextlib.contextmanager
-def backend(driver: str) -> Iterator[str | None]:
+def backends(driver: str, n: int) -> Iterator[list[str | None]]:
+    """The tooz URL for each of ``n`` workers (None: Nova's db driver)."""
     if driver == "db":
-        yield None
+        yield [None] * n
     elif driver == "tooz-fake":
-        yield FAKE_URL
+        yield [FAKE_URL] * n  # in memory: private to each worker process
     elif driver == "tooz-redis":
         with warnings.catch_warnings():
             # servicegroup imports tooz, which imports futurist, which warns
@@ -188,8 +260,9 @@ def backend(driver: str) -> Iterator[str | None]:
             warnings.simplefilter("ignore")
             from servicegroup.testing.servers import RedisServer
 
-        with RedisServer() as redis:
-            yield redis.url
+        with contextlib.ExitStack() as stack:
+            servers = [stack.enter_context(RedisServer()) for _ in range(n)]
+            yield [server.url for server in servers]
     else:
         raise ValueError(driver)
 
@@ -213,18 +286,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-only", help="file of regexes of db-only tests")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--drivers", default=",".join(DRIVERS))
-    parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument(
-        "--redis-concurrency",
+        "--concurrency",
         type=int,
-        default=1,
-        help="workers for tooz-redis: Nova's tests reuse host names (host1, "
-        "compute1, src, ...), which in parallel workers sharing one Redis "
-        "would be one member; each in-memory sqlite and fake:// is private",
+        default=3,
+        help="stestr processes per cell, run at once (default 3: the tests "
+        "mostly wait, on 2 cores 3 finish sooner than 2)",
     )
     parser.add_argument("--cell-timeout", type=float, default=600.0)
     parser.add_argument("--traceback-lines", type=int, default=25)
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like an exception: workers killed, Redis servers stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
     modes = [m for m in args.modes.split(",") if m]
     drivers = [d for d in args.drivers.split(",") if d]
@@ -246,41 +319,46 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(args.work, exist_ok=True)
 
-    exclude_list = None
+    excludes: list[re.Pattern[str]] = []
     if args.threading_excludes:
-        # As Nova's tools/generate-exclude.sh: drop comments and blank lines.
-        exclude_list = os.path.join(args.work, "threading-excludes.txt")
-        with open(args.threading_excludes, encoding="utf-8") as src:
-            kept = [ln for ln in src if ln.strip() and not ln.startswith("#")]
-        with open(exclude_list, "w", encoding="utf-8") as dst:
-            dst.writelines(kept)
+        # As Nova's tools/generate-exclude.sh and stestr's --exclude-list.
+        excludes = [re.compile(r) for r in read_filters(args.threading_excludes)]
+    stestr = os.path.abspath(os.path.join(args.venv_bin, "stestr"))
+    all_ids = list_tests(stestr, args.site, args.work, filters)
+    print(f"{len(all_ids)} tests, the probe included", flush=True)
+    times: dict[str, float] = {}
 
     cells: list[Cell] = []
     for mode in modes:
+        ids = all_ids
+        if mode == "threading":
+            ids = [t for t in ids if not any(r.search(t) for r in excludes)]
         for driver in drivers:
             cell = Cell(mode, driver)
-            print(f"-- {mode} / {driver}: running", flush=True)
-            with backend(driver) as url:
+            parts = partition(ids, args.concurrency, times)
+            print(f"-- {mode} / {driver}: {len(parts)} workers", flush=True)
+            with backends(driver, len(parts)) as urls:
                 run_cell(
                     cell,
                     venv_bin=args.venv_bin,
                     site=args.site,
                     work=args.work,
-                    filters=filters,
-                    exclude_list=exclude_list if mode == "threading" else None,
-                    concurrency=(
-                        args.redis_concurrency
-                        if driver == "tooz-redis"
-                        else args.concurrency
-                    ),
-                    url=url,
+                    parts=parts,
+                    urls=urls,
                     timeout=args.cell_timeout,
                 )
+            if driver == "db":
+                # Listed ids are without the scenario suffix ("(v2_1)") that
+                # testscenarios adds when the test runs: sum per listed id.
+                times.clear()
+                for t, seconds in cell.durations.items():
+                    listed = re.sub(r"\(.*\)$", "", t)
+                    times[listed] = times.get(listed, 0.0) + seconds
             print(
                 f"   {mode} / {driver}: {cell.count('success')} passed, "
                 f"{cell.count('fail', 'uxsuccess')} failed, "
                 f"{cell.count('skip')} skipped in {cell.seconds:.0f} s "
-                f"(log {cell.log})",
+                f"(logs {cell.log})",
                 flush=True,
             )
             cells.append(cell)
@@ -305,18 +383,14 @@ def main(argv: list[str] | None = None) -> int:
 
     by_key = {(c.mode, c.driver): c for c in cells}
     for cell in cells:
-        probe = [t for t in cell.statuses if re.match(PROBE, t)]
-        if not probe or any(cell.statuses[t] != "success" for t in probe):
+        if not cell.probes or any(st != "success" for st in cell.probes):
             problems.append(
                 f"{cell.mode}/{cell.driver}: the driver probe did not pass, so "
                 "this cell may not have run the driver it names"
             )
     for mode in modes:
         base = by_key[(mode, "db")]
-        passed = {
-            t for t, s in base.statuses.items()
-            if s == "success" and not re.match(PROBE, t)
-        }  # fmt: skip
+        passed = {t for t, s in base.statuses.items() if s == "success"}
         if not passed:
             problems.append(f"{mode}/db: the baseline passed no test")
         for t, s in sorted(base.statuses.items()):
