@@ -9,8 +9,9 @@ Each one warns (a :class:`DeprecationWarning` for developers, one WARNING
 log line with the exact replacement lines for operators).
 
 ``mc``
-    reads ``[DEFAULT] memcached_servers`` and runs on
-    ``memcached://HOST:PORT``.
+    reads ``[DEFAULT] memcached_servers`` or, as Nova's mc driver since
+    Newton, oslo.cache's ``[cache] memcache_servers`` (with ``[cache]
+    enabled``), and runs on ``memcached://HOST:PORT``.
 ``zk``
     reads ``[zookeeper] address, recv_timeout, sg_prefix,
     sg_retry_interval`` and runs on
@@ -147,7 +148,9 @@ def memcached_url(servers: Sequence[str] | None) -> tuple[str, list[str]]:
     if not entries:
         raise exceptions.ConfigurationError(
             "servicegroup_driver = mc needs memcached_servers in [DEFAULT] "
-            "(HOST:PORT,...): without it Nova used an in-process cache that "
+            "or, as Nova reads it since Newton, [cache] memcache_servers with "
+            "[cache] enabled = true (HOST:PORT,...): without them Nova used "
+            "an in-process cache that "
             "no other service could see. Better, set servicegroup_driver = "
             "tooz and servicegroup_tooz_url = memcached://HOST:PORT"
         )
@@ -165,6 +168,26 @@ def memcached_url(servers: Sequence[str] | None) -> tuple[str, list[str]]:
         host, port = _split_address(bare, MEMCACHED_DEFAULT_PORT, "memcached_servers")
         addresses.append(_netloc(host, port))
     return f"memcached://{addresses[0]}", addresses[1:]
+
+
+def legacy_memcached_servers(conf: cfg.ConfigOpts) -> Sequence[str] | None:
+    """The servers Nova's mc driver would use, from either of its options.
+
+    Since Newton, Nova's mc driver takes its servers from oslo.cache's
+    ``[cache] memcache_servers`` (read when ``[cache] enabled`` is true;
+    oslo.cache registers that group, as Nova does). Before, and in the
+    Liberty option this package still reads, they were ``[DEFAULT]
+    memcached_servers``, which wins when both are set.
+    """
+    servers: Sequence[str] | None = conf.memcached_servers
+    if servers:
+        return servers
+    if "cache" in conf and "memcache_servers" in conf.cache:
+        cache = conf.cache
+        if getattr(cache, "enabled", False):
+            cached: Sequence[str] | None = cache.memcache_servers
+            return cached
+    return servers
 
 
 def zookeeper_namespace(sg_prefix: str | None) -> str:
@@ -250,7 +273,7 @@ class MemcachedDriver(tooz_driver.ToozServiceGroupDriver):
         self, conf: cfg.ConfigOpts, *, clock: scheduling.Clock | None = None
     ) -> None:
         sg_conf.register_opts(conf)
-        url, ignored = memcached_url(conf.memcached_servers)
+        url, ignored = memcached_url(legacy_memcached_servers(conf))
         _warn_deprecated(
             "mc", {"servicegroup_driver": "tooz", "servicegroup_tooz_url": url}
         )

@@ -416,3 +416,47 @@ def test_unknown_driver_lists_the_shims() -> None:
     with pytest.raises(exceptions.UnknownDriver) as info:
         servicegroup.API(conf=conf)
     assert "mc, tooz, zk" in str(info.value)
+
+
+def _with_oslo_cache_options(conf: cfg.ConfigOpts) -> None:
+    # The two options of oslo.cache's [cache] group the mc driver reads,
+    # as oslo_cache.configure() registers them (Nova calls it).
+    conf.register_group(cfg.OptGroup("cache"))
+    conf.register_opts(
+        [
+            cfg.BoolOpt("enabled", default=False),
+            cfg.ListOpt("memcache_servers", default=["localhost:11211"]),
+        ],
+        group="cache",
+    )
+
+
+@pytest.mark.parametrize(
+    ("enabled", "default_servers", "url"),
+    [
+        (True, None, "memcached://192.0.2.7:11211"),
+        (True, ["192.0.2.1:11211"], "memcached://192.0.2.1:11211"),
+        (False, ["192.0.2.1:11211"], "memcached://192.0.2.1:11211"),
+    ],
+)
+def test_mc_reads_novas_cache_section(
+    stop_later: list[Any], enabled: bool, default_servers: Any, url: str
+) -> None:
+    """Since Newton Nova's mc driver takes its servers from [cache]."""
+    conf = make_conf(servicegroup_driver="mc")
+    _with_oslo_cache_options(conf)
+    conf.set_override("enabled", enabled, group="cache")
+    conf.set_override("memcache_servers", ["192.0.2.7:11211"], group="cache")
+    conf.set_override("memcached_servers", default_servers)
+    with pytest.warns(DeprecationWarning):
+        api = servicegroup.API(conf=conf)
+    stop_later.append(api)
+    assert api.describe()["url"] == url
+
+
+def test_mc_ignores_a_disabled_cache_section() -> None:
+    conf = make_conf(servicegroup_driver="mc")
+    _with_oslo_cache_options(conf)
+    conf.set_override("memcache_servers", ["192.0.2.7:11211"], group="cache")
+    with pytest.raises(exceptions.ConfigurationError):
+        servicegroup.API(conf=conf)
