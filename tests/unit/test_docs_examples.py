@@ -202,6 +202,49 @@ class TestScheduling(fixtures.TestWithFixtures):
 # [end testing-unittest]
 
 
+# -- testing guide: code that builds its own API (the Nova pattern) --------------
+
+# [testing-own-api]
+import threading  # noqa: E402
+
+import fixtures  # noqa: E402, F811
+from oslo_config import cfg  # noqa: E402
+
+import servicegroup  # noqa: E402
+from servicegroup.testing import ServiceGroupFixture  # noqa: E402, F811
+
+
+class ComputeService:
+    """The code under test: it builds its own API, as Nova's Service does."""
+
+    def __init__(self, host: str, conf: cfg.ConfigOpts) -> None:
+        self.host = host
+        self.servicegroup_api = servicegroup.API(conf=conf)
+
+    def start(self) -> None:
+        self.servicegroup_api.join(self.host, "compute")
+
+
+class TestComputeService(fixtures.TestWithFixtures):
+    def setUp(self):
+        super().setUp()
+        self.conf = cfg.ConfigOpts()
+        self.sg = self.useFixture(ServiceGroupFixture(conf=self.conf))
+
+    def test_a_crashed_compute_goes_down(self):
+        threads = set(threading.enumerate())
+        compute = ComputeService("host1", self.conf)  # after the fixture
+        compute.start()
+        self.assertTrue(self.sg.api.is_up("host1", "compute"))
+        self.sg.crash("host1", "compute", api=compute.servicegroup_api)
+        self.sg.advance(70)  # the fixture's clock runs the service's API
+        self.assertFalse(self.sg.api.is_up("host1", "compute"))
+        self.assertEqual(threads, set(threading.enumerate()))  # none started
+
+
+# [end testing-own-api]
+
+
 # -- testing guide: a fake:// URL in your own configuration --------------------------
 
 
