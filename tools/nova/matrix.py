@@ -4,14 +4,18 @@ Called by tools/run-nova-tests.sh with the Nova stage's virtualenv (where
 nova, stestr and servicegroup are installed); not part of servicegroup.
 
 Each cell runs the same stestr selection (tools/nova/tests.txt plus the
-driver probe) in a fresh stestr repository, with Nova's servicegroup driver
+driver probe, in every worker) in fresh stestr repositories, with Nova's servicegroup driver
 chosen through oslo.config's environment source:
 
 - ``db``: Nova's own database driver, the baseline; no ``OS_DEFAULT__*``.
 - ``tooz-fake``: ``OS_DEFAULT__SERVICEGROUP_DRIVER=tooz`` on ``fake://``,
   servicegroup's in-memory tooz backend (one per test process).
-- ``tooz-redis``: the same on a real Redis started for the run on a free
-  loopback port (servicegroup.testing.servers.RedisServer), stopped after.
+- ``tooz-redis``: the same on real Redis servers started for the cell on
+  free loopback ports (servicegroup.testing.servers.RedisServer), one per
+  worker, stopped after.
+
+A cell's tests are split over ``--concurrency`` stestr processes run at
+once (one worker each), balanced by the times of the mode's db run.
 
 The exit status is non-zero when a test that passed with ``db`` in a mode
 does not pass with a tooz driver in that mode, when the driver probe fails
