@@ -171,7 +171,8 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         return agent
 
     def is_up(self, member_id: str, group_id: str) -> bool:
-        self._in_this_process()
+        if self._generation != process.generation():  # inline: the hot path
+            self._in_this_process()
         up = self._membership.up_sets.get(group_id)
         if up is None:
             # The first question about a group costs a fetch: check the ids
