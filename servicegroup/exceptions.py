@@ -9,7 +9,8 @@ host service can catch one class. Backend client errors (tooz, kazoo, redis,
     ├── ConfigurationError           (also a ValueError)
     │   ├── UnknownDriver            servicegroup_driver names no plugin
     │   ├── UnknownBackend           the URL scheme names no tooz backend
-    │   └── InvalidURL               the URL cannot be parsed or used
+    │   ├── InvalidURL               the URL cannot be parsed or used
+    │   └── MissingDependency        the backend's client library is not installed
     ├── InvalidArgument              (also a ValueError) bad ids, capabilities
     ├── NotSupported                 an optional driver feature is missing
     ├── MemberNotJoined              leave() of a member this process never joined
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidURL",
     "MemberNotFound",
     "MemberNotJoined",
+    "MissingDependency",
     "NotSupported",
     "ServiceGroupError",
     "UnknownBackend",
@@ -72,6 +74,14 @@ class UnknownBackend(ConfigurationError):
 
 class InvalidURL(ConfigurationError):
     """The backend URL cannot be parsed or used."""
+
+
+class MissingDependency(ConfigurationError):
+    """The client library of the URL's backend is not installed.
+
+    The message names the extra that installs it
+    (``pip install 'servicegroup[zookeeper]'``).
+    """
 
 
 class InvalidArgument(ServiceGroupError, ValueError):

@@ -77,6 +77,8 @@ def explain(exc: BaseException, url: str | None = None) -> tuple[str, ExitCode]:
         return f"the driver is not usable: {detail}", ExitCode.USAGE
     if isinstance(exc, exceptions.UnknownBackend):
         return f"the backend URL is not usable: {detail}", ExitCode.USAGE
+    if isinstance(exc, exceptions.MissingDependency):
+        return f"the backend is not installed: {detail}", ExitCode.USAGE
     if isinstance(exc, exceptions.ConfigurationError):
         return f"the backend URL is not valid: {detail}", ExitCode.USAGE
     if isinstance(exc, exceptions.InvalidArgument):

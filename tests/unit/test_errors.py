@@ -133,3 +133,20 @@ def test_client_errors_are_matched_by_module_not_by_import() -> None:
     assert type(_translated(KeyError("kvs"))) is KeyError
     assert errors.is_backend_error(odd("kvs"))
     assert not errors.is_backend_error(KeyError("kvs"))
+
+
+def test_an_error_without_a_message_is_named_not_left_empty() -> None:
+    reason, translate_errors = errors.reason, errors.translate_errors
+
+    class ConnectionFailedError(Exception):  # etcd3gw's, raised bare
+        __module__ = "etcd3gw.exceptions"
+
+    with pytest.raises(exceptions.BackendUnavailable) as info:
+        with translate_errors("leaving member host1 of group compute"):
+            try:
+                raise ConnectionFailedError()
+            except ConnectionFailedError as exc:
+                raise coordination.ToozConnectionError(str(exc)) from exc
+    assert str(info.value).endswith(": ConnectionFailedError (no message)")
+    assert reason(TimeoutError("read timed out")) == "TimeoutError: read timed out"
+    assert reason(coordination.ToozConnectionError("refused")) == "refused"

@@ -77,6 +77,26 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
+def reason(exc: BaseException) -> str:
+    """What went wrong, never empty.
+
+    Client libraries raise errors with no message (etcd3gw's
+    ``ConnectionFailedError()``, a bare ``TimeoutError``), and tooz wraps
+    some in errors whose message is that empty string: the first non-empty
+    message along the chain of causes is the one an operator can act on.
+    """
+    seen: BaseException | None = exc
+    innermost = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text:
+            name = type(seen).__name__
+            return text if seen is exc and "Tooz" in name else f"{name}: {text}"
+        innermost = seen
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(innermost).__name__} (no message)"
+
+
 @contextlib.contextmanager
 def translate_errors(what: str) -> Iterator[None]:
     """Turn a backend failure that tooz or its client library raised into ours.
@@ -96,7 +116,7 @@ def translate_errors(what: str) -> Iterator[None]:
     ) as exc:
         raise _AlreadyExists(f"{what}: already exists") from exc
     except coordination.ToozConnectionError as exc:
-        raise exceptions.BackendUnavailable(f"{what}: {exc}") from exc
+        raise exceptions.BackendUnavailable(f"{what}: {reason(exc)}") from exc
     except tooz_utils.SerializationError as exc:
         raise _Undecodable(f"{what}: undecodable record: {exc}") from exc
     except (
@@ -112,7 +132,5 @@ def translate_errors(what: str) -> Iterator[None]:
         # Drivers let some client errors through untranslated (redis-py,
         # kazoo, etcd3gw): at this seam they are all backend failures.
         if _is_connection_error(exc):
-            raise exceptions.BackendUnavailable(
-                f"{what}: {type(exc).__name__}: {exc}"
-            ) from exc
-        raise exceptions.BackendError(f"{what}: {type(exc).__name__}: {exc}") from exc
+            raise exceptions.BackendUnavailable(f"{what}: {reason(exc)}") from exc
+        raise exceptions.BackendError(f"{what}: {reason(exc)}") from exc

@@ -46,6 +46,27 @@ T = TypeVar("T")
 OBSERVER_RECONNECT_AFTER = 5
 
 
+#: Client library (top-level module) -> the extra of ours that installs it.
+CLIENT_EXTRAS = {
+    "kazoo": "zookeeper",
+    "redis": "redis",
+    "pymemcache": "memcached",
+    "etcd3gw": "etcd",
+}
+
+
+def _missing_client(scheme: str, exc: ModuleNotFoundError) -> Exception:
+    """Name the extra to install when a backend's client library is missing."""
+    module = (exc.name or "").split(".")[0]
+    extra = CLIENT_EXTRAS.get(module)
+    if extra is None:
+        return exc  # not a client library: a broken installation, as it is
+    return exceptions.MissingDependency(
+        f"the {scheme}:// backend needs the {module} client library, which is "
+        f"not installed: pip install 'servicegroup[{extra}]'"
+    )
+
+
 class ToozBackend:
     """One backend URL: makes coordinators and waits on their results."""
 
@@ -92,6 +113,8 @@ class ToozBackend:
                 coord = coordination.get_coordinator(
                     self._url, tooz_member, **self.options
                 )
+        except ModuleNotFoundError as exc:
+            raise _missing_client(self.scheme, exc) from exc
         except (ValueError, TypeError, KeyError) as exc:
             # tooz parses the URL's options here: timeout=abc, handler=nope.
             raise exceptions.InvalidURL(
@@ -121,7 +144,9 @@ class ToozBackend:
 
     def check_options(self) -> None:
         """Raise InvalidURL now if tooz rejects the URL's options."""
-        _stop_quietly(self._new_coordinator(b"servicegroup-option-check"))
+        _stop_quietly(
+            self._new_coordinator(b"servicegroup-option-check"), started=False
+        )
 
     def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
         """A started coordinator for ``tooz_member``."""
@@ -130,7 +155,7 @@ class ToozBackend:
             try:
                 coord.start(start_heart=False)
             except BaseException:
-                _stop_quietly(coord)
+                _stop_quietly(coord, started=False)
                 raise
         return coord
 
@@ -164,7 +189,10 @@ class ToozBackend:
 
 
 def _stop_quietly(
-    coord: coordination.CoordinationDriver, *, keep_liveness: bool = False
+    coord: coordination.CoordinationDriver,
+    *,
+    keep_liveness: bool = False,
+    started: bool = True,
 ) -> None:
     # tooz's stop() leaves every joined group and waits without a timeout;
     # we already left (with one), so a dead backend must not hang us here.
@@ -172,10 +200,14 @@ def _stop_quietly(
     # Read by our drivers that would otherwise delete the member's liveness
     # on stop (see fixes.py); a reset must not make a live member look dead.
     coord.keep_liveness_on_stop = keep_liveness  # type: ignore[attr-defined]
-    try:
-        coord.stop()
-    except Exception:  # noqa: BLE001 - closing must never fail the caller
-        LOG.debug("Ignoring error while stopping a tooz coordinator", exc_info=True)
+    # tooz refuses to stop a coordinator whose start() did not succeed (and
+    # says so with a traceback at every start with -vv): only the client
+    # objects below need closing then.
+    if started:
+        try:
+            coord.stop()
+        except Exception:  # noqa: BLE001 - closing must never fail the caller
+            LOG.debug("Ignoring error while stopping a tooz coordinator", exc_info=True)
     # tooz stops its kazoo client but never closes it, which leaks the
     # client's socketpair until garbage collection.
     kazoo_client = getattr(coord, "_coord", None)
