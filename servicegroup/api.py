@@ -290,6 +290,14 @@ class API:
         """Every group the backend knows (a network call)."""
         return self._driver.get_groups()
 
+    def delete_group(self, group_id: str) -> None:
+        """Remove a group that has no live member (a network call).
+
+        :raises GroupNotEmpty: a member is still alive in it.
+        :raises GroupNotFound: there is no such group.
+        """
+        self._driver.delete_group(validation.group_id(group_id))
+
     def watch(
         self, group_id: str, callback: membership.WatchCallback
     ) -> Callable[[], None]:

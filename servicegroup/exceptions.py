@@ -18,6 +18,7 @@ host service can catch one class. Backend client errors (tooz, kazoo, redis,
         ├── BackendUnavailable       it cannot be reached
         ├── BackendTimeout           it did not answer in time
         ├── GroupNotFound            the group does not exist there
+        ├── GroupNotEmpty            a group to delete still has members
         └── MemberNotFound           the member is not in the group there
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "BackendTimeout",
     "BackendUnavailable",
     "ConfigurationError",
+    "GroupNotEmpty",
     "GroupNotFound",
     "InvalidArgument",
     "InvalidURL",
@@ -110,6 +112,10 @@ class BackendTimeout(BackendError):
 
 class GroupNotFound(BackendError):
     """The group does not exist in the backend (yet, or any more)."""
+
+
+class GroupNotEmpty(BackendError):
+    """The group to delete still has members that are alive."""
 
 
 class MemberNotFound(BackendError):

@@ -73,6 +73,10 @@ class ServiceGroupDriver(abc.ABC):
         """Every group the backend knows, sorted."""
         raise exceptions.NotSupported(f"{type(self).__name__} cannot list groups")
 
+    def delete_group(self, group_id: str) -> None:
+        """Remove a group that has no live member left."""
+        raise exceptions.NotSupported(f"{type(self).__name__} cannot delete groups")
+
     def watch(
         self, group_id: str, callback: membership.WatchCallback
     ) -> Callable[[], None]:

@@ -12,6 +12,7 @@ import signal
 import pytest
 
 import servicegroup
+from servicegroup import exceptions
 from tests import support
 
 FAST = support.FAST
@@ -164,3 +165,17 @@ def test_groups_are_listed(apis, group):
     member.join("host1", group)
     support.wait_until(lambda: observer.is_up("host1", group), 5, "member up")
     assert group in observer.get_groups()
+
+
+def test_empty_groups_can_be_deleted(apis, group):
+    member, observer = apis
+    member.join("host1", group)
+    support.wait_until(lambda: observer.get_all(group) == ["host1"], 5, "joined")
+    with pytest.raises(exceptions.GroupNotEmpty):
+        observer.delete_group(group)
+    member.leave("host1", group)
+    support.wait_until(lambda: not observer.is_up("host1", group), 5, "left")
+    observer.delete_group(group)
+    assert group not in observer.get_groups()
+    with pytest.raises(exceptions.GroupNotFound):
+        observer.delete_group(group)

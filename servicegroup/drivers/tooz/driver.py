@@ -217,6 +217,11 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         self._in_this_process()
         return self._observer.groups()
 
+    def delete_group(self, group_id: str) -> None:
+        self._in_this_process()
+        self._observer.delete_group(group_id)
+        self._membership.wake()
+
     def watch(
         self, group_id: str, callback: membership.WatchCallback
     ) -> Callable[[], None]:

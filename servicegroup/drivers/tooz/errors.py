@@ -108,6 +108,8 @@ def translate_errors(what: str) -> Iterator[None]:
         yield
     except coordination.GroupNotCreated as exc:
         raise exceptions.GroupNotFound(f"{what}: group not found") from exc
+    except coordination.GroupNotEmpty as exc:
+        raise exceptions.GroupNotEmpty(f"{what}: the group has members") from exc
     except coordination.MemberNotJoined as exc:
         raise exceptions.MemberNotFound(f"{what}: member not in group") from exc
     except (

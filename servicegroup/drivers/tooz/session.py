@@ -444,6 +444,11 @@ class ToozObserver:
         raw = self._read("listing groups", lambda c: c.get_groups())
         return sorted(g.decode() if isinstance(g, bytes) else g for g in raw)
 
+    def delete_group(self, group_id: str) -> None:
+        """Remove ``group_id``; GroupNotEmpty while a member is alive in it."""
+        group = group_id.encode()
+        self._read(f"deleting group {group_id}", lambda c: c.delete_group(group))
+
     def _close_locked(self) -> None:
         if self._coord is not None:
             _stop_quietly(self._coord)
