@@ -3,7 +3,9 @@
 Our subclasses of tooz's drivers (:mod:`.fixes`) and the coordinator
 handling of :mod:`.session` use tooz's private names (``_joined_groups``,
 ``_client``, ``_coord``, the Redis script templates, the file driver's
-on-disk layout) and two of kazoo's (``_stopped``, ``last_zxid``). A tooz
+on-disk layout), two of kazoo's (``_stopped``, ``last_zxid``) and
+etcd3gw's client internals that the failover client (:mod:`.etcd`) builds
+on (``_api_path``, ``_discover_api_path``, ``base_url``). A tooz
 release may rename any of them; without this check the first sign would be
 an AttributeError deep in a heartbeat. Each ``check_*`` function raises
 :class:`ToozIncompatible`, naming the tooz version found and every missing
@@ -206,5 +208,35 @@ def check_zookeeper() -> None:
             has(kazoo, "connected"),
             has(kazoo, "close"),
             has(kazoo, "ensure_path_async"),
+        ]
+    )
+
+
+def check_etcd() -> None:
+    """tooz's etcd driver and etcd3gw (used by fixes._etcd_driver, etcd.py).
+
+    The failover client relies on every etcd3gw request (its ``Lease``'s
+    keep-alive included) going through ``Etcd3Client.post`` on a URL from
+    ``get_url``, built on ``base_url``, except the version discovery.
+    """
+    from etcd3gw import lease as etcd3gw_lease
+    from etcd3gw.client import Etcd3Client
+    from tooz.drivers import etcd3gw as tooz_etcd
+
+    driver = tooz_etcd.Etcd3Driver
+    require(
+        [
+            uses(driver, "client"),
+            has(Etcd3Client, "post"),
+            has(Etcd3Client, "get_url"),
+            has(Etcd3Client, "_discover_api_path"),
+            has(Etcd3Client, "base_url"),
+            uses(Etcd3Client, "_api_path"),
+            uses(Etcd3Client, "session"),
+            uses(Etcd3Client, "protocol"),
+            uses(Etcd3Client, "timeout"),
+            # The lease keeps its client and posts through it.
+            uses(etcd3gw_lease.Lease, "client"),
+            uses(etcd3gw_lease.Lease, "post"),
         ]
     )

@@ -2,7 +2,8 @@
 
 The file driver gains ``update_capabilities``; the Redis driver runs without
 redis-py's retries and with Lua scripts instead of optimistic transactions;
-the memcached driver stops rewriting the group item on every heartbeat.
+the memcached driver stops rewriting the group item on every heartbeat;
+the etcd driver takes several endpoints and fails over between them.
 :func:`_driver_override` picks the subclass for a URL scheme.
 """
 
@@ -433,6 +434,40 @@ def _zookeeper_driver() -> type[coordination.CoordinationDriver]:
     return _KazooDriver
 
 
+@functools.cache
+def _etcd_driver() -> type[coordination.CoordinationDriver]:
+    """tooz's etcd driver on every endpoint of the URL, not only its host.
+
+    tooz builds an etcd3gw client for the URL's one ``host:port``; here it
+    is replaced, before any traffic, by a :class:`.etcd.FailoverClient`
+    over the URL's host and its ``hosts`` options, reusing tooz's
+    ``requests`` session (so TLS options apply to every endpoint), its
+    timeout and its API path. Everything else is tooz's: the lease, which
+    holds the client and so follows it to another endpoint, and every
+    request. Imported on first use: etcd3gw is an optional extra.
+    """
+    compat.check_etcd()
+    from tooz.drivers import etcd3gw as tooz_etcd
+
+    from servicegroup.drivers.tooz import etcd, urls
+
+    class _Etcd3Driver(tooz_etcd.Etcd3Driver):
+        def __init__(
+            self, member_id: bytes, parsed_url: Any, options: dict[str, Any]
+        ) -> None:
+            super().__init__(member_id, parsed_url, options)
+            single = self.client
+            self.client = etcd.FailoverClient(
+                urls.etcd_endpoints(parsed_url, options.get(urls.HOSTS_OPTION)),
+                protocol=single.protocol,
+                session=single.session,
+                timeout=single.timeout,
+                api_path=single._api_path,
+            )
+
+    return _Etcd3Driver
+
+
 def _driver_override(scheme: str) -> type[coordination.CoordinationDriver] | None:
     """Our subclass of the tooz driver for ``scheme``, if we have one."""
     if scheme == "file":
@@ -443,4 +478,6 @@ def _driver_override(scheme: str) -> type[coordination.CoordinationDriver] | Non
         return _redis_driver()
     if scheme == "memcached":
         return _memcached_driver()
+    if scheme in ("etcd3+http", "etcd3+https"):
+        return _etcd_driver()
     return None

@@ -27,6 +27,17 @@ EXECUTOR_SCHEMES = frozenset(
 )
 
 
+#: tooz's etcd v3 schemes (etcd3gw, the JSON gateway).
+ETCD_SCHEMES = frozenset({"etcd3+http", "etcd3+https"})
+
+#: What tooz's etcd driver uses when the URL names no host or port.
+ETCD_DEFAULT_HOST = "localhost"
+ETCD_DEFAULT_PORT = 2379
+
+#: The URL option naming further endpoints of a cluster (tooz's ZooKeeper
+#: convention: ``kazoo://h1:2181?hosts=h2:2181&hosts=h3:2181``).
+HOSTS_OPTION = "hosts"
+
 #: Separates member and group in the tooz member id (see the package
 #: docstring).
 MEMBER_GROUP_SEPARATOR = "@"
@@ -53,14 +64,93 @@ def redact_url(url: str) -> str:
         netloc = f"{user}:***@{hostinfo}" if ":" in userinfo else netloc
     query = urllib.parse.urlencode(
         [
-            (k, "***" if "password" in k.lower() or "key" in k.lower() else v)
+            (k, _redact_query_value(k, v))
             for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         ],
-        safe="/:,*",
+        safe="/:,*@[]",
     )
     return urllib.parse.urlunsplit(
         (parts.scheme, netloc, parts.path, query, parts.fragment)
     )
+
+
+def _redact_query_value(key: str, value: str) -> str:
+    if "password" in key.lower() or "key" in key.lower():
+        return "***"
+    if key == HOSTS_OPTION and "@" in value:
+        # Nothing in tooz reads credentials from here, but an endpoint
+        # written as user:secret@host must not show the secret either.
+        userinfo, _, hostinfo = value.rpartition("@")
+        if ":" in userinfo:
+            return f"{userinfo.split(':', 1)[0]}:***@{hostinfo}"
+    return value
+
+
+def _host_port(text: str, default_port: int) -> tuple[str, int]:
+    """``host[:port]`` (``[v6]:port`` for IPv6) as (host, port).
+
+    :raises ValueError: anything else (a scheme, a path, credentials, a
+        port that is not a number).
+    """
+    if not text or any(c in text for c in "/@?#") or text != text.strip():
+        raise ValueError(f"{text!r} is not HOST[:PORT]")
+    parts = urllib.parse.urlsplit(f"//{text}")
+    if not parts.hostname:
+        raise ValueError(f"{text!r} has no host")
+    return parts.hostname, parts.port or default_port
+
+
+def etcd_endpoints(
+    parts: urllib.parse.SplitResult, hosts: object = None
+) -> list[tuple[str, int]]:
+    """Every ``(host, port)`` an etcd URL names, in order, without repeats.
+
+    The URL's own host comes first, then each ``hosts`` option (taken from
+    the URL's query unless ``hosts`` is given: a list, or one string). With
+    no host at all it is tooz's default, ``localhost:2379``.
+
+    :raises ValueError: an endpoint that is not ``HOST[:PORT]``.
+    """
+    if hosts is None:
+        hosts = urllib.parse.parse_qs(parts.query).get(HOSTS_OPTION, [])
+    extra = [hosts] if isinstance(hosts, str) else list(hosts)  # type: ignore[call-overload]
+    found: list[tuple[str, int]] = []
+    if parts.netloc:
+        found.append(
+            (parts.hostname or ETCD_DEFAULT_HOST, parts.port or ETCD_DEFAULT_PORT)
+        )
+    for entry in extra:
+        # hosts=h2:2379,h3:2379 is accepted too, as kazoo's own host list.
+        for text in str(entry).split(","):
+            found.append(_host_port(text, ETCD_DEFAULT_PORT))
+    if not found:
+        found.append((ETCD_DEFAULT_HOST, ETCD_DEFAULT_PORT))
+    return list(dict.fromkeys(found))
+
+
+def endpoints(url: str) -> list[str]:
+    """The ``host:port`` endpoints of a cluster URL, as the client uses them.
+
+    For etcd, every endpoint :func:`etcd_endpoints` finds; for ZooKeeper,
+    the URL's host and its ``hosts`` options (kazoo's own list). Other
+    backends: the URL's host. Never any credentials. Empty when the URL
+    cannot be parsed or has no network endpoint (``file://``).
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme in ETCD_SCHEMES:
+            pairs = etcd_endpoints(parts)
+        elif parts.hostname:
+            pairs = [(parts.hostname, parts.port or 0)]
+            if parts.scheme in ("kazoo", "zookeeper"):
+                query = urllib.parse.parse_qs(parts.query)
+                for entry in query.get(HOSTS_OPTION, []):
+                    pairs.extend(_host_port(t, 0) for t in entry.split(","))
+        else:
+            return []
+    except ValueError:
+        return []
+    return [(f"[{h}]" if ":" in h else h) + (f":{p}" if p else "") for h, p in pairs]
 
 
 def parse_url(url: object) -> urllib.parse.SplitResult:
@@ -91,6 +181,14 @@ def parse_url(url: object) -> urllib.parse.SplitResult:
         raise exceptions.UnknownBackend(
             f"URL scheme {parts.scheme!r} {why}; available: {', '.join(schemes)}"
         )
+    if parts.scheme in ETCD_SCHEMES:
+        try:
+            etcd_endpoints(parts)
+        except ValueError as exc:
+            raise exceptions.InvalidURL(
+                f"{shown!r} has an etcd endpoint that is not HOST[:PORT] "
+                f"in its hosts= options: {exc}"
+            ) from exc
     if parts.scheme == "file" and not parts.path:
         raise exceptions.InvalidURL(
             f"{shown!r} has no directory; use file:///absolute/path"
