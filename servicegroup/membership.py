@@ -91,21 +91,17 @@ class MembershipCache:
             "servicegroup-refresh", self._refresh_all, timing.refresh_interval
         )
 
-    def view(self, group_id: str) -> GroupView:
-        """The current view of ``group_id``, watching it from now on."""
+    def view(self, group_id: str, timeout: float | None = None) -> GroupView:
+        """The current view of ``group_id``, watching it from now on.
+
+        The first question about a group waits for one fetch, at most
+        ``timeout`` seconds (``backend_timeout`` when None).
+        """
         view = self._views.get(group_id)
         if view is None:
-            self._start_watching(group_id)
+            self._start_watching(group_id, timeout)
             view = self._views[group_id]
         return view
-
-    def up(self, group_id: str) -> frozenset[str]:
-        """Ids of the members of ``group_id`` that are up."""
-        up = self.up_sets.get(group_id)
-        if up is None:
-            self._start_watching(group_id)
-            up = self.up_sets[group_id]
-        return up
 
     def watch(self, group_id: str, callback: WatchCallback) -> Callable[[], None]:
         """Call ``callback`` on every change of the group's up members.
@@ -129,12 +125,16 @@ class MembershipCache:
         """Refresh soon (a member of this process joined or left)."""
         self._timer.wake()
 
-    def close(self) -> None:
-        """Stop refreshing."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop refreshing; wait up to ``timeout`` for a refresh under way."""
         self._closed = True
-        self._timer.cancel(timeout=self._timing.backend_timeout)
+        self._timer.cancel(
+            timeout=self._timing.backend_timeout if timeout is None else timeout
+        )
 
-    def _start_watching(self, group_id: str) -> None:
+    def _start_watching(self, group_id: str, timeout: float | None = None) -> None:
+        if timeout is None:
+            timeout = self._timing.backend_timeout
         with self._lock:
             event = self._first_fetch.get(group_id)
             is_new = event is None
@@ -142,7 +142,7 @@ class MembershipCache:
                 event = self._first_fetch[group_id] = threading.Event()
         if is_new:
             self._timer.wake()
-        if not self._clock.wait(event, self._timing.backend_timeout):
+        if not self._clock.wait(event, max(0.0, timeout)):
             LOG.warning(
                 "No answer about group %s within %.1f s; treating it as "
                 "empty until the backend answers",

@@ -185,17 +185,22 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
 
     def _view(self, group_id: str) -> membership.GroupView:
         self._in_this_process()
-        if group_id not in self._membership.up_sets:
-            self._await_local_joins(group_id)
-        return self._membership.view(group_id)
+        if group_id in self._membership.up_sets:
+            return self._membership.view(group_id)
+        # The first question about a group waits at most backend_timeout
+        # in all: for this process's own joins, then for the first fetch.
+        deadline = self._clock.monotonic() + self._timing.backend_timeout
+        self._await_local_joins(group_id, deadline)
+        return self._membership.view(
+            group_id, timeout=deadline - self._clock.monotonic()
+        )
 
-    def _await_local_joins(self, group_id: str) -> None:
+    def _await_local_joins(self, group_id: str, deadline: float) -> None:
         # A process that joins and then asks at once must see its own
         # members: the first fetch of a group waits (bounded) for the first
         # round of this process's agents in it.
         with self._lock:
             agents = [a for (_, g), a in self._agents.items() if g == group_id]
-        deadline = self._clock.monotonic() + self._timing.backend_timeout
         for agent in agents:
             remaining = deadline - self._clock.monotonic()
             self._clock.wait(agent.first_round, max(0.0, remaining))
@@ -240,8 +245,14 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         # time of the others; the wait is bounded as a whole.
         for agent in agents:
             agent.request_leave()
+        # One deadline for the whole stop: what is not done by then (a
+        # backend that stopped answering) finishes on daemon threads.
         deadline = self._clock.monotonic() + self._timing.backend_timeout
+
+        def remaining() -> float:
+            return max(0.0, deadline - self._clock.monotonic())
+
         for agent in agents:
-            agent.wait_left(max(0.0, deadline - self._clock.monotonic()))
-        self._membership.close()
-        self._observer.close()
+            agent.wait_left(remaining())
+        self._membership.close(remaining())
+        self._observer.close(remaining())

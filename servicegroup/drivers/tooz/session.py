@@ -454,9 +454,28 @@ class ToozObserver:
             _stop_quietly(self._coord)
             self._coord = None
 
-    def close(self) -> None:
-        """Close the coordinator now, or when the read in progress ends."""
+    def close(self, timeout: float | None = None) -> None:
+        """Close the coordinator now, or when the read in progress ends.
+
+        Waits at most ``timeout`` (``backend_timeout`` when None): closing a
+        client whose server stopped answering can block for longer (kazoo
+        waits up to 10 s for its connection thread), so the closing runs on
+        a daemon thread that finishes on its own.
+        """
         self._closed = True
+        if timeout is None:
+            timeout = self._backend.timing.backend_timeout
+        closer = threading.Thread(
+            target=self._close_when_idle,
+            name="servicegroup-observer-close",
+            daemon=True,
+        )
+        closer.start()
+        closer.join(timeout)
+
+    def _close_when_idle(self) -> None:
+        # A read under way releases the lock within the backend timeout, and
+        # closes the coordinator itself when it sees _closed.
         if self._lock.acquire(timeout=self._backend.timing.backend_timeout):
             try:
                 self._close_locked()
