@@ -10,6 +10,7 @@ and scripts branch on them), so they are listed once, here, and printed in
 from __future__ import annotations
 
 import enum
+import re
 
 from oslo_config import cfg
 
@@ -63,6 +64,49 @@ def _without_trailing_period(text: str) -> str:
     return text.rstrip().rstrip(":.").rstrip()
 
 
+#: How oslo.config words a bad value: ``Value for option NAME from
+#: LocationInfo(location=<Locations.user: ...>, detail='FILE') is not valid:
+#: WHY`` (the location is a repr; older releases put a plain word there).
+_BAD_VALUE = re.compile(
+    r"Value for option (?P<option>\S+) from (?P<where>.*?) is not valid: (?P<why>.*)",
+    re.DOTALL,
+)
+_LOCATION = re.compile(
+    r"LocationInfo\(location=<Locations\.(?P<kind>\w+)[^>]*>, detail=(?P<detail>.*)\)"
+)
+#: Where an option's value came from, for oslo.config's location kinds
+#: other than a file.
+_SOURCES = {
+    "command_line": "the command line",
+    "environment": "the environment variable",
+    "opt_default": "the default",
+    "set_default": "the default",
+    "set_override": "an override",
+}
+
+
+def _bad_value(text: str) -> str | None:
+    """oslo.config's bad-value message as a sentence naming file and option."""
+    match = _BAD_VALUE.fullmatch(text.strip())
+    if match is None:
+        return None
+    option, where, why = match["option"], match["where"], match["why"]
+    location = _LOCATION.fullmatch(where)
+    if location is not None:
+        detail = location["detail"].strip()
+        if len(detail) >= 2 and detail[0] == detail[-1] and detail[0] in "'\"":
+            detail = detail[1:-1]
+        kind = location["kind"]
+        if kind == "user" and detail:
+            where = f"the configuration file {detail}"
+        else:
+            where = _SOURCES.get(kind, kind.replace("_", " "))
+            if detail and detail != "None":
+                where = f"{where} {detail}"
+    why = _without_trailing_period(why)
+    return f"{where} sets {option} to a value that is not valid: {why}"
+
+
 def explain(exc: BaseException, url: str | None = None) -> tuple[str, ExitCode]:
     """One sentence for ``exc`` and the exit code it means.
 
@@ -96,7 +140,12 @@ def explain(exc: BaseException, url: str | None = None) -> tuple[str, ExitCode]:
             "not readable",
             ExitCode.USAGE,
         )
-    if isinstance(exc, (cfg.ConfigFileParseError, cfg.ConfigFileValueError)):
+    if isinstance(exc, cfg.ConfigSourceValueError):
+        sentence = _bad_value(str(exc))
+        if sentence is not None:
+            return sentence, ExitCode.USAGE
+        return f"the configuration is not valid: {detail}", ExitCode.USAGE
+    if isinstance(exc, cfg.ConfigFileParseError):
         return f"the configuration is not valid: {detail}", ExitCode.USAGE
     if isinstance(exc, cfg.Error):
         return f"the configuration is not valid: {detail}", ExitCode.USAGE

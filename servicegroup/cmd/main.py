@@ -17,6 +17,7 @@ import os
 import sys
 import textwrap
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import IO, Any
 
@@ -247,8 +248,21 @@ def _fail(message: str, scrub: sg_backend.Scrubber, err: IO[str]) -> None:
     err.flush()
 
 
+def _quiet_library_warnings() -> None:
+    """Keep warnings meant for developers of other projects off stderr.
+
+    futurist (under tooz) imports eventlet when it is installed, and
+    eventlet 0.40+ then warns that it is deprecated: ten lines before every
+    command's output, about nothing the operator can change. ``-W`` or
+    ``PYTHONWARNINGS`` still show them.
+    """
+    if not sys.warnoptions:
+        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+
 def run(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the exit code."""
+    _quiet_library_warnings()
     out = out or sys.stdout
     err = sys.stderr
     parser = build_parser()

@@ -122,6 +122,34 @@ def test_explain_names_the_backend_once() -> None:
     assert errors.explain(empty)[0].endswith("ConnectionFailedError")
 
 
+def test_a_bad_value_names_the_file_and_the_option(tmp_path: pathlib.Path) -> None:
+    # oslo.config's own message holds the repr of a LocationInfo.
+    path = tmp_path / "bad.conf"
+    path.write_text("[DEFAULT]\nreport_interval = often\n")
+    conf = sg_backend.load_conf([str(path)])
+    with pytest.raises(cfg.ConfigFileValueError) as caught:
+        conf.report_interval  # noqa: B018 - reading it converts the value
+    message, code = errors.explain(caught.value)
+    assert code == errors.ExitCode.USAGE
+    assert message == (
+        f"the configuration file {path} sets report_interval to a value that "
+        "is not valid: could not convert string to float: 'often'"
+    )
+
+
+def test_a_bad_value_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OS_DEFAULT__SERVICE_DOWN_TIME", "-1")
+    conf = sg_backend.load_conf([])
+    with pytest.raises(cfg.ConfigSourceValueError) as caught:
+        conf.service_down_time  # noqa: B018
+    message, _ = errors.explain(caught.value)
+    assert message.startswith(
+        "the environment variable OS_DEFAULT__SERVICE_DOWN_TIME sets "
+        "service_down_time to a value that is not valid: "
+    )
+    assert "LocationInfo" not in message
+
+
 def _documented_codes(text: str) -> dict[int, str]:
     return {
         int(m.group(1)): m.group(2)
