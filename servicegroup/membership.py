@@ -175,12 +175,13 @@ class MembershipCache:
             # recovery grace, a first fetch that timed out).
             if group_id not in self._unreachable:
                 LOG.warning(
-                    "Cannot refresh group %s (%s); %s until the backend is back",
+                    "Cannot refresh group %s (%s); %s",
                     group_id,
                     exc,
-                    "answering from the last good view"
+                    "answering from the last good view until the backend is back"
                     if old is not None and old.fetched_at is not None
-                    else "no member is known up: the backend never answered",
+                    else "the backend never answered: no member is known up "
+                    "until it does",
                 )
             self._unreachable.add(group_id)
             if old is None:

@@ -44,3 +44,15 @@ def test_dead_backend_does_not_block(kind: str, private_server, group) -> None:
         started = time.monotonic()
         api.stop()
         assert time.monotonic() - started < BACKEND_TIMEOUT + SLACK
+
+
+def test_refused_zookeeper_is_not_called_a_time_out(private_server) -> None:
+    server = private_server("zookeeper")
+    url = server.url
+    server.stop()
+    api = support.make_api(url, servicegroup_backend_timeout=BACKEND_TIMEOUT)
+    try:
+        with pytest.raises(exceptions.BackendUnavailable, match="refused"):
+            api.get_groups()
+    finally:
+        api.stop()

@@ -24,6 +24,7 @@ from tooz import coordination
 
 from servicegroup import conf as sg_conf
 from servicegroup import exceptions, heartbeat
+from servicegroup.drivers.tooz import kazoo_logs
 from servicegroup.drivers.tooz.errors import (
     _AlreadyExists,
     _Undecodable,
@@ -121,6 +122,7 @@ class ToozBackend:
                 f"{self.redacted_url!r} has an option tooz cannot use: {exc}"
             ) from exc
         if self.is_zookeeper:
+            kazoo_logs.quiet_reconnects()
             # tooz waits its session timeout (service_down_time, 60 s
             # for Nova) for kazoo to connect; one backend operation's
             # worth is enough, the heartbeat loop tries again.
@@ -151,13 +153,41 @@ class ToozBackend:
     def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
         """A started coordinator for ``tooz_member``."""
         coord = self._new_coordinator(tooz_member)
-        with translate_errors(f"connecting to {self.redacted_url}"):
-            try:
-                coord.start(start_heart=False)
-            except BaseException:
-                _stop_quietly(coord, started=False)
-                raise
+        what = f"connecting to {self.redacted_url}"
+        try:
+            with translate_errors(what):
+                try:
+                    coord.start(start_heart=False)
+                except BaseException:
+                    _stop_quietly(coord, started=False)
+                    raise
+        except (exceptions.BackendTimeout, exceptions.BackendUnavailable) as exc:
+            # kazoo retries a refused connection until tooz's start gives
+            # up, which tooz reports as a time-out: say what really happened.
+            if self.is_zookeeper and self._all_refused():
+                raise exceptions.BackendUnavailable(
+                    f"{what}: connection refused by every ZooKeeper server"
+                ) from exc
+            raise
         return coord
+
+    def _all_refused(self) -> bool:
+        hosts = [self._parts.netloc.rpartition("@")[2]]
+        hosts += urllib.parse.parse_qs(self._parts.query).get("hosts", [])
+        for entry in ",".join(hosts).split(","):
+            host, sep, port = entry.strip().rpartition(":")
+            if not sep or "]" in port:  # no port given (or a bare IPv6)
+                host, port = entry.strip(), "2181"
+            try:
+                socket.create_connection(
+                    (host.strip("[]"), int(port)), timeout=0.5
+                ).close()
+            except ConnectionRefusedError:
+                continue
+            except (OSError, ValueError):
+                return False  # silent, unresolvable or malformed: not refused
+            return False
+        return True
 
     @property
     def is_zookeeper(self) -> bool:
