@@ -22,8 +22,9 @@ endpoint. Keys attached to the lease stay attached.
 Every etcd3gw call goes through :meth:`Etcd3Client.post`, except the API
 version discovery (a GET), which :meth:`FailoverClient._discover_api_path`
 spreads over the endpoints the same way. tooz's ``requests`` session (with
-its TLS settings from ``ca_cert``, ``cert_cert``, ``cert_key``) is kept
-as is: every endpoint is reached with the same certificates.
+its TLS settings from ``ca_cert``, ``cert_cert``, ``cert_key``) is carried
+over by :func:`pinned_session`: every endpoint is reached with the same
+certificates, and ``ca_cert`` is really used (see :class:`PinnedSession`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,43 @@ FAILOVER_ERRORS = (
 #: endpoint again. A forked child inherits a copy, which is only a hint.
 _last_good: dict[tuple[tuple[str, int], ...], int] = {}
 _last_good_lock = threading.Lock()
+
+
+class PinnedSession(requests.Session):
+    """A requests session whose own CA bundle beats the environment's.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` replace a
+    session's ``verify`` (psf/requests#3829): on a machine that sets them,
+    as many images do for the system bundle, tooz's ``ca_cert`` was
+    silently ignored and an etcd with a private CA failed verification.
+    A ``verify`` set on the session (a CA path, or False) now wins; a
+    session left at the default still honours the environment.
+    """
+
+    def merge_environment_settings(
+        self,
+        url: Any,
+        proxies: Any,
+        stream: Any,
+        verify: Any,
+        cert: Any,
+    ) -> dict[str, Any]:
+        if verify is None and self.verify is not True:
+            verify = self.verify
+        return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+
+def pinned_session(session: requests.Session) -> PinnedSession:
+    """A :class:`PinnedSession` with ``session``'s TLS settings.
+
+    ``session`` is closed: it is etcd3gw's own, made by tooz with only
+    ``verify`` and ``cert`` set, and has sent nothing yet.
+    """
+    pinned = PinnedSession()
+    pinned.verify = session.verify
+    pinned.cert = session.cert
+    session.close()
+    return pinned
 
 
 def _hostport(host: str, port: int) -> str:

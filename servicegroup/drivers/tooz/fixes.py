@@ -350,27 +350,55 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
                 lock.heartbeat()
             return float(self.membership_timeout)
 
+        def __init__(
+            self, member_id: bytes, parsed_url: Any, options: dict[str, Any]
+        ) -> None:
+            super().__init__(member_id, parsed_url, options)
+            #: (group, member) -> (the latest beat value read, monotonic
+            #: time when it was first read); see _live_records.
+            self._beats_seen: dict[tuple[bytes, bytes], tuple[Any, float]] = {}
+
         def _live_records(self, group_id: bytes) -> dict[bytes, Any]:
-            """Live members -> their capabilities, with the beat's time."""
+            """Live members -> their capabilities, with the beat's time.
+
+            A liveness key can vanish before it expires: its memcached node
+            died or restarted, or a proxy in front (twemproxy) ejected the
+            node and now hashes the key to another one, where the member
+            writes it again only at its next beat. Taking that member for
+            dead would show a live service down. A key read at some moment
+            was set before it, so it expires at the latest
+            ``membership_timeout`` after that moment: until then a missing
+            key is a lost key, and the member stays, with the time of the
+            last beat read. A member that really died is dropped when its
+            key would have expired, at most one read later than memcached
+            itself would have dropped it.
+            """
             encoded_group = self._encode_group_id(group_id)
             members, cas = self.client.gets(encoded_group)
             if members is None:
                 raise coordination.GroupNotCreated(group_id)
             keys = {m: self._encode_member_id(m) for m in members}
             beats = self.client.get_many(list(keys.values())) if keys else {}
-            live = {
-                m: info
-                for m, info in members.items()
-                if m == self._member_id or beats.get(keys[m])
-            }
+            seen = self._beats_seen
+            now = time.monotonic()
+            live: dict[bytes, Any] = {}
+            for m, info in members.items():
+                beat = beats.get(keys[m])
+                last = seen.get((group_id, m))
+                if beat:
+                    if last is None or last[0] != beat:
+                        seen[(group_id, m)] = (beat, now)
+                elif last is not None and now < last[1] + self.membership_timeout:
+                    beat = last[0]  # lost before it could have expired
+                elif m != self._member_id:
+                    seen.pop((group_id, m), None)
+                    continue
+                live[m] = sg_member.with_heartbeat(info.get(b"capabilities"), beat)
+            for gone in [k for k in seen if k[0] == group_id and k[1] not in live]:
+                del seen[gone]  # left, or pruned by another reader
             if len(live) != len(members):
-                self.client.cas(encoded_group, live, cas)
-            return {
-                m: sg_member.with_heartbeat(
-                    info.get(b"capabilities"), beats.get(keys[m])
-                )
-                for m, info in live.items()
-            }
+                self.client.cas(encoded_group, {m: members[m] for m in live}, cas)
+            return live
 
         def _submit_read(
             self, read: Callable[[], T]
@@ -440,11 +468,12 @@ def _etcd_driver() -> type[coordination.CoordinationDriver]:
 
     tooz builds an etcd3gw client for the URL's one ``host:port``; here it
     is replaced, before any traffic, by a :class:`.etcd.FailoverClient`
-    over the URL's host and its ``hosts`` options, reusing tooz's
-    ``requests`` session (so TLS options apply to every endpoint), its
-    timeout and its API path. Everything else is tooz's: the lease, which
-    holds the client and so follows it to another endpoint, and every
-    request. Imported on first use: etcd3gw is an optional extra.
+    over the URL's host and its ``hosts`` options, with tooz's TLS settings
+    (``ca_cert`` made to win over ``REQUESTS_CA_BUNDLE``, which requests
+    otherwise lets replace it), its timeout and its API path. Everything
+    else is tooz's: the lease, which holds the client and so follows it to
+    another endpoint, and every request. Imported on first use: etcd3gw is
+    an optional extra.
     """
     compat.check_etcd()
     from tooz.drivers import etcd3gw as tooz_etcd
@@ -460,7 +489,7 @@ def _etcd_driver() -> type[coordination.CoordinationDriver]:
             self.client = etcd.FailoverClient(
                 urls.etcd_endpoints(parsed_url, options.get(urls.HOSTS_OPTION)),
                 protocol=single.protocol,
-                session=single.session,
+                session=etcd.pinned_session(single.session),
                 timeout=single.timeout,
                 api_path=single._api_path,
             )
