@@ -286,6 +286,18 @@ class API:
         member_id, group_id = _ref_ids(service_ref)
         return self._driver.get_updated_time(member_id, group_id)
 
+    def is_registered(self, member_id: str, group_id: str) -> bool:
+        """Whether the backend accepted ``member_id``, joined by this API.
+
+        False until the first heartbeat round got through (``join`` returns
+        at once, and keeps trying while the backend is down), and again
+        while the member is being joined once more after the backend lost
+        it. No network traffic.
+        """
+        return self._driver.is_registered(
+            validation.member_id(member_id), validation.group_id(group_id)
+        )
+
     def get_groups(self) -> list[str]:
         """Every group the backend knows (a network call)."""
         return self._driver.get_groups()

@@ -118,9 +118,8 @@ for member in spec["members"]:
 print("started %.3f" % (time.monotonic() - start), flush=True)
 done = threading.Event()
 signal.signal(signal.SIGTERM, lambda *a: done.set())
-agents = api.driver._agents.values()
 while not done.wait(0.05):
-    if all(agent.joined for agent in agents):
+    if all(api.is_registered(m, spec["group"]) for m in spec["members"]):
         print("joined", flush=True)
         break
 done.wait()

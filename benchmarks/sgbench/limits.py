@@ -50,10 +50,9 @@ def zookeeper_connection_cap(members: int = 80, wait: float = 20.0) -> dict[str,
         for member in ids:
             api.join(member, group)
         deadline = time.monotonic() + wait
-        agents = api.driver._agents  # type: ignore[attr-defined]
         joined = 0
         while time.monotonic() < deadline:
-            joined = sum(1 for agent in list(agents.values()) if agent.joined)
+            joined = sum(api.is_registered(member, group) for member in ids)
             if joined == members:
                 break
             time.sleep(0.2)

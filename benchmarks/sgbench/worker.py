@@ -39,9 +39,8 @@ def _emit(event: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def _joined_count(api: servicegroup.API) -> int:
-    agents = list(api.driver._agents.values())  # type: ignore[attr-defined]
-    return sum(1 for agent in agents if agent.joined)
+def _joined_count(api: servicegroup.API, members: list[str], group: str) -> int:
+    return sum(api.is_registered(member, group) for member in members)
 
 
 class _Graceful(Exception):
@@ -86,7 +85,7 @@ def main(argv: list[str]) -> int:
         deadline = started + join_timeout
         last_progress = 0.0
         while True:
-            joined = _joined_count(api)
+            joined = _joined_count(api, members, group)
             now = time.monotonic()
             if joined == len(members):
                 _emit("joined", n=joined, seconds=now - started)

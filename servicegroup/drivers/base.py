@@ -69,6 +69,12 @@ class ServiceGroupDriver(abc.ABC):
             member_id=member_id,
         )
 
+    def is_registered(self, member_id: str, group_id: str) -> bool:
+        """Whether the backend accepted a member this process joined."""
+        raise exceptions.NotSupported(
+            f"{type(self).__name__} cannot tell whether a join was accepted"
+        )
+
     def get_groups(self) -> list[str]:
         """Every group the backend knows, sorted."""
         raise exceptions.NotSupported(f"{type(self).__name__} cannot list groups")

@@ -34,9 +34,8 @@ def _cycle(url: str, group: str) -> None:
     try:
         api.join("m1", group)
         api.join("m2", group)
-        agents = list(api.driver._agents.values())  # type: ignore[attr-defined]
         support.wait_until(
-            lambda: all(agent.joined for agent in agents),
+            lambda: api.is_registered("m1", group) and api.is_registered("m2", group),
             30,
             "members joined",
             interval=0.002,

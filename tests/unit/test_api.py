@@ -307,3 +307,17 @@ def test_join_when_the_host_has_no_threads_left(
         assert api.is_up("host1", "compute")
     finally:
         api.stop()
+
+
+def test_is_registered_follows_what_the_backend_accepted(
+    sg: ServiceGroupFixture,
+) -> None:
+    sg.store.set_reachable(False)
+    sg.api.join("host1", "compute")  # returns at once, keeps trying
+    assert not sg.api.is_registered("host1", "compute")
+    sg.store.set_reachable(True)
+    sg.advance(sg.report_interval)
+    assert sg.api.is_registered("host1", "compute")
+    assert not sg.api.is_registered("host2", "compute")  # not joined here
+    sg.api.leave("host1", "compute")
+    assert not sg.api.is_registered("host1", "compute")

@@ -218,6 +218,12 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         known = self._view(group_id).members.get(member_id)
         return None if known is None else known.updated_at
 
+    def is_registered(self, member_id: str, group_id: str) -> bool:
+        self._in_this_process()
+        with self._lock:
+            agent = self._agents.get((member_id, group_id))
+        return agent is not None and agent.joined
+
     def get_groups(self) -> list[str]:
         self._in_this_process()
         return self._observer.groups()
