@@ -50,9 +50,10 @@ pip_quiet() {
   fi
 }
 
-# What the venv was built from: a change in any of these rebuilds it.
+# What the venv was built from (servicegroup is installed editable from this
+# checkout): a change in any of these rebuilds it.
 stamp=$(cat "$CONSTRAINTS" setup.cfg | sha256sum | cut -d' ' -f1)
-stamp="nova-$NOVA_VERSION $("$PYTHON" -c 'import sys; print(sys.version.split()[0])') $stamp"
+stamp="nova-$NOVA_VERSION $("$PYTHON" -c 'import sys; print(sys.version.split()[0])') $PWD $stamp"
 
 if [ ! -f "$VENV/.stage-ready" ] || [ "$(cat "$VENV/.stage-ready")" != "$stamp" ]; then
   step "virtualenv $VENV (nova $NOVA_VERSION, test requirements, servicegroup[all])"
