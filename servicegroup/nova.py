@@ -34,7 +34,7 @@ import atexit
 import datetime
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from oslo_config import cfg
@@ -90,8 +90,12 @@ atexit.register(stop_shared_drivers)
 
 
 def _field(service_ref: object, name: str) -> Any:
-    """A field of what Nova passes: a dict or a Nova object (or None)."""
-    if isinstance(service_ref, dict):
+    """A field of what Nova passes: a mapping or a Nova object (or None).
+
+    The scheduler's filters pass ``HostState.service``, a ``ReadOnlyDict``
+    (a ``collections.UserDict``, not a ``dict``).
+    """
+    if isinstance(service_ref, Mapping):
         return service_ref.get(name)
     try:
         return getattr(service_ref, name, None)

@@ -8,6 +8,7 @@ oslo.service thread groups, of both backends Nova runs on.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import threading
 from collections.abc import Callable, Iterator
@@ -224,6 +225,8 @@ def test_service_ref_forms_nova_passes(sg: ServiceGroupFixture) -> None:
     assert driver.is_up({"host": "host1", "topic": None, "binary": "compute"})
     assert driver.is_up(NovaObject(host="host1", topic="compute"))
     assert driver.is_up(NovaObject(host="host1", binary="compute"))
+    # The scheduler's HostState.service: Nova's ReadOnlyDict, a UserDict
+    assert driver.is_up(collections.UserDict(host="host1", topic="compute"))
     # A compute node joined with its service, as the hypervisors API reads it
     assert driver.is_up({"host": "host1", "topic": "compute", "hypervisor": "x"})
     assert not driver.is_up({"host": "host2", "topic": "compute"})
