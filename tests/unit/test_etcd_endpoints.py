@@ -286,3 +286,25 @@ def test_the_driver_uses_every_endpoint_and_tooz_tls_session() -> None:
     assert client.timeout == 4
     assert client.get_url("/kv/range") == "https://h1:2379/v3/kv/range"
     client.session.close()
+
+
+def test_the_url_ca_cert_wins_over_requests_ca_bundle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests would let the environment replace the session's own CA.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/system-bundle.pem")
+    tooz_session = requests.Session()
+    tooz_session.verify = "/etc/etcd/ca.pem"
+    tooz_session.cert = ("/etc/etcd/crt.pem", "/etc/etcd/key.pem")
+    pinned = etcd.pinned_session(tooz_session)
+    merged = pinned.merge_environment_settings(
+        "https://h1:2379/v3/kv/range", {}, None, None, None
+    )
+    assert merged["verify"] == "/etc/etcd/ca.pem"
+    assert pinned.cert == ("/etc/etcd/crt.pem", "/etc/etcd/key.pem")
+    # With no ca_cert the environment's bundle is still honoured.
+    plain = etcd.pinned_session(requests.Session())
+    merged = plain.merge_environment_settings("https://h1:2379/", {}, None, None, None)
+    assert merged["verify"] == "/etc/ssl/system-bundle.pem"
+    pinned.close()
+    plain.close()
