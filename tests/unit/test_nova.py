@@ -262,3 +262,35 @@ def test_fixture_cleanup_stops_the_shared_driver(nova_conf: cfg.ConfigOpts) -> N
     fixture.cleanUp()
     assert getattr(shared, "stopped", False)
     assert set(threading.enumerate()) <= before
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_a_service_the_backend_never_saw_is_judged_by_its_row(
+    sg: ServiceGroupFixture,
+) -> None:
+    """A cell switching from db: services still on db report to their rows."""
+    driver = nova.ToozDriver()
+    recent = _utcnow() - datetime.timedelta(seconds=5)
+    old = _utcnow() - datetime.timedelta(seconds=sg.service_down_time + 5)
+    ref = {"host": "on-db", "topic": "compute"}
+    assert driver.is_up({**ref, "last_seen_up": recent, "created_at": old})
+    assert not driver.is_up({**ref, "last_seen_up": old, "created_at": old})
+    assert driver.is_up({**ref, "last_seen_up": None, "created_at": recent})
+    naive = recent.replace(tzinfo=None).isoformat()  # a row that came over RPC
+    assert driver.is_up({**ref, "last_seen_up": naive, "created_at": old})
+    assert not driver.is_up(ref)  # no row times at all
+
+
+def test_a_service_the_backend_knows_is_judged_by_the_backend(
+    sg: ServiceGroupFixture, new_group: Callable[[], Any]
+) -> None:
+    compute = Service(new_group)
+    driver = nova.ToozDriver()
+    driver.join("host1", "compute", compute)
+    row = {"host": "host1", "topic": "compute", "last_seen_up": _utcnow()}
+    assert driver.is_up(row)
+    compute.stop()
+    assert not driver.is_up(row), "a fresh row must not keep a stopped service up"
