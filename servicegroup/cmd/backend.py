@@ -15,6 +15,7 @@ must answer in bounded time whatever the backend does.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import re
 import threading
@@ -178,17 +179,18 @@ class Backend:
         return self.call(self.api.get_groups, "listing groups")
 
     def require_group(self, group_id: str) -> None:
-        """Raise CommandError (exit 3) unless ``group_id`` exists."""
+        """Raise CommandError (exit 3) unless ``group_id`` exists.
+
+        The message names the group and at most a few groups with a close
+        name (a typo), never the whole list: a backend may hold hundreds.
+        """
         groups = self.groups()
         if group_id in groups:
             return
-        known = (
-            f"the groups there are: {', '.join(groups)}"
-            if groups
-            else "there are no groups there yet"
-        )
+        close = difflib.get_close_matches(group_id, groups, n=3, cutoff=0.75)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise errors.CommandError(
-            f"there is no group {group_id!r} on {self.url}; {known}",
+            f"there is no group {group_id!r} on {self.url}{hint}",
             errors.ExitCode.UNKNOWN_GROUP,
         )
 

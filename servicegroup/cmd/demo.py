@@ -19,6 +19,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import logging
 import os
 import queue
 import secrets
@@ -32,9 +33,11 @@ from typing import IO
 
 from oslo_config import cfg
 
-from servicegroup import membership, partition, validation
+from servicegroup import exceptions, membership, partition, validation
 from servicegroup.cmd import backend as sg_backend
 from servicegroup.cmd import errors, render
+
+LOG = logging.getLogger(__name__)
 
 #: Short intervals so the whole demo takes seconds, not minutes.
 DEMO_TIMING: Mapping[str, float] = {
@@ -696,31 +699,84 @@ def demo(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
         conf.set_override("servicegroup_tooz_url", url)
         demo_conf = os.path.join(workdir, "demo.conf")
         _write_conf(demo_conf, url)
-        with sg_backend.open_backend(conf) as backend, Fleet() as fleet:
-            runner = Demo(
-                backend,
-                group_id,
-                fleet,
-                out,
-                args.members,
-                config_files=[*(args.config_file or []), demo_conf],
-                log_dir=workdir,
-            )
-            where = (
-                f"a private directory, {backend.url}, removed at the end"
-                if private
-                else f"{backend.url}, in a fresh group"
-            )
-            runner.say(
-                f"servicegroup demo: {args.members} member processes in group "
-                f"{group_id} on {where}.",
-                render.BOLD,
-            )
-            runner.say(
-                "Each member heartbeats every "
-                f"{render.setting(runner.report_interval)} and is declared down "
-                f"after {render.setting(runner.down_time)} without one; this "
-                f"observer refreshes its view every {render.setting(runner.refresh)}."
-            )
-            runner.run()
+        with sg_backend.open_backend(conf) as backend:
+            # A group the demo creates on a real backend is deleted at the
+            # end, however the demo ends; one that was there is left alone.
+            created = not private and group_id not in backend.groups()
+            try:
+                _run(args, backend, group_id, demo_conf, workdir, private, out)
+            finally:
+                if created:
+                    _delete_group(backend, group_id, DEMO_TIMING)
     return errors.ExitCode.OK
+
+
+def _delete_group(
+    backend: sg_backend.Backend, group_id: str, timing: Mapping[str, float]
+) -> None:
+    """Delete the demo's group once the backend has nobody in it.
+
+    A member killed rather than stopped stays in the backend until its
+    heartbeat expires (``service_down_time``), so deleting is retried for
+    about that long; a failure is a warning, not the demo's failure.
+    """
+    deadline = time.monotonic() + float(timing["service_down_time"]) * 2 + 1
+    while True:
+        try:
+            backend.call(
+                lambda: backend.api.delete_group(group_id),
+                f"deleting group {group_id}",
+            )
+            return
+        except exceptions.GroupNotFound:
+            return
+        except exceptions.GroupNotEmpty:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        except exceptions.ServiceGroupError as exc:
+            LOG.warning("Could not delete the demo's group %s: %s", group_id, exc)
+            return
+    LOG.warning(
+        "The demo's group %s still has a member in the backend; delete it "
+        "later with: servicegroup groups --delete-empty",
+        group_id,
+    )
+
+
+def _run(
+    args: argparse.Namespace,
+    backend: sg_backend.Backend,
+    group_id: str,
+    demo_conf: str,
+    workdir: str,
+    private: bool,
+    out: IO[str],
+) -> None:
+    with Fleet() as fleet:
+        runner = Demo(
+            backend,
+            group_id,
+            fleet,
+            out,
+            args.members,
+            config_files=[*(args.config_file or []), demo_conf],
+            log_dir=workdir,
+        )
+        where = (
+            f"a private directory, {backend.url}, removed at the end"
+            if private
+            else f"{backend.url}, in a fresh group"
+        )
+        runner.say(
+            f"servicegroup demo: {args.members} member processes in group "
+            f"{group_id} on {where}.",
+            render.BOLD,
+        )
+        runner.say(
+            "Each member heartbeats every "
+            f"{render.setting(runner.report_interval)} and is declared down "
+            f"after {render.setting(runner.down_time)} without one; this "
+            f"observer refreshes its view every {render.setting(runner.refresh)}."
+        )
+        runner.run()

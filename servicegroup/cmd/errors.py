@@ -53,9 +53,17 @@ then exit 0 (join leaves its group first)."""
 class CommandError(Exception):
     """A failure the command explains in one sentence and an exit code."""
 
-    def __init__(self, message: str, code: ExitCode = ExitCode.FAILED) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: ExitCode = ExitCode.FAILED,
+        details: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
+        #: What the command knew when it failed (``check``: the backend),
+        #: added to the error document of ``--format json``.
+        self.details = dict(details or {})
 
 
 def _without_trailing_period(text: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import json
 import logging
 import os
 import sys
@@ -157,14 +158,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     members = add(
         "members",
-        "List the members of GROUP that are up, with their latest heartbeat "
-        "and capabilities. A one-shot command only sees members that are "
-        "alive now; `watch` also shows those that went down while it ran.",
+        "List the members of GROUP, up or down, with their latest heartbeat "
+        "(its age and its time in UTC) and capabilities. The backends forget "
+        "a member once it is down, so the members listed as down are those "
+        "this command saw before on this host (remembered under "
+        "servicegroup_state_path for a week after their latest heartbeat).",
     )
     members.add_argument("group", metavar="GROUP")
     _format_option(members)
 
-    groups = add("groups", "List every group on the backend and who is up in each.")
+    groups = add(
+        "groups",
+        "List every group on the backend and who is up in each. A group "
+        "stays on the backend when its members leave; --delete-empty removes "
+        "the groups nobody is up in.",
+    )
+    groups.add_argument(
+        "--non-empty",
+        action="store_true",
+        help="list only the groups with at least one member up",
+    )
+    groups.add_argument(
+        "--delete-empty",
+        action="store_true",
+        help="delete the groups with no member up (a group a member joins "
+        "meanwhile is kept)",
+    )
     _format_option(groups)
 
     watch = add(
@@ -248,6 +267,41 @@ def _fail(message: str, scrub: sg_backend.Scrubber, err: IO[str]) -> None:
     err.flush()
 
 
+def _json_error(
+    args: argparse.Namespace,
+    out: IO[str],
+    scrub: sg_backend.Scrubber,
+    message: str,
+    code: int,
+    url: str | None,
+    exc: BaseException | None = None,
+) -> None:
+    """With ``--format json``, the error as a JSON object on stdout too.
+
+    Scripts reading stdout then always get a document, on success or
+    failure; the sentence still goes to stderr for people. ``watch``
+    writes JSON Lines, so its error is one line as well.
+    """
+    if getattr(args, "format", None) != "json":
+        return
+    document: dict[str, Any] = {"command": args.command}
+    if url:
+        document["url"] = url
+    if isinstance(exc, errors.CommandError):
+        document.update(exc.details)
+    document.update(status="error", error=message, exit_code=int(code))
+    if args.command == "watch":
+        text = json.dumps(document, sort_keys=True, default=str)
+    else:
+        text = render.dumps(document)
+    try:
+        out.write(scrub(text) + "\n")
+        out.flush()
+    except (BrokenPipeError, ValueError):
+        # Nobody reads stdout any more: stderr still has the sentence.
+        pass
+
+
 def _quiet_library_warnings() -> None:
     """Keep warnings meant for developers of other projects off stderr.
 
@@ -285,6 +339,7 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
         return int(command(args, conf, out))
     except KeyboardInterrupt:
         _fail("interrupted", scrub, err)
+        _json_error(args, out, scrub, "interrupted", errors.ExitCode.INTERRUPTED, url)
         return errors.ExitCode.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`servicegroup watch g | head -1`): not an
@@ -296,6 +351,7 @@ def run(argv: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - every failure becomes a sentence
         message, code = errors.explain(exc, url)
         _fail(message, scrub, err)
+        _json_error(args, out, scrub, message, code, url, exc)
         if args.verbose:
             err.write(scrub("".join(traceback.format_exception(exc))))
         return code

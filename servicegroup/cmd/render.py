@@ -180,23 +180,33 @@ def member_table(
     now: datetime.datetime,
     since: Mapping[str, datetime.datetime] | None = None,
     style: Style = Style(),
+    absolute: bool = False,
 ) -> list[str]:
     """The members as a table.
 
     :param since: when this observer saw each member change state. Only a
         long-running observer (``watch``, the demo) knows it, so the SINCE
         column is shown only when given.
+    :param absolute: also show the latest heartbeat as a time (ISO 8601,
+        UTC) next to its age, for output that is read later or compared
+        with logs (``members``).
     """
     headers = ["MEMBER", "STATE"]
     if since is not None:
         headers.append("SINCE")
-    headers += ["LAST HEARTBEAT", "CAPABILITIES"]
+    headers.append("LAST HEARTBEAT")
+    if absolute:
+        headers.append("UPDATED AT (UTC)")
+    headers.append("CAPABILITIES")
     rows = []
     for member in members:
         row: list[str | Cell] = [member.id, state_cell(member)]
         if since is not None:
             row.append(clock_time(since.get(member.id)))
-        row += [age(member.updated_at, now), capabilities_text(member.capabilities)]
+        row.append(age(member.updated_at, now))
+        if absolute:
+            row.append(iso(member.updated_at) or "-")
+        row.append(capabilities_text(member.capabilities))
         rows.append(row)
     return table(headers, rows, style)
 

@@ -45,6 +45,8 @@ EXPECT_TIMEOUT = 30.0
 SECRET = "hunter2-S3cret"
 
 ANSI = re.compile(r"\x1b\[")
+#: An absolute time as the command prints it: ISO 8601, UTC, milliseconds.
+ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 # -- fixtures and helpers -----------------------------------------------------
@@ -390,8 +392,8 @@ def test_demo_on_redis_uses_a_fresh_group(env: dict[str, str], redis_url: str) -
     groups = run(env, "--url", redis_url, "groups", "--format", "json")
     assert groups.returncode == 0, groups.stderr
     found = {g["group"]: g["up"] for g in json.loads(groups.stdout)["groups"]}
-    # Every member left: nothing keeps heartbeating in the demo's group.
-    assert found[match.group(1)] == []
+    # Every member left, and the demo deleted the group it created.
+    assert match.group(1) not in found
 
 
 def test_demo_interrupted_stops_its_members(
@@ -455,9 +457,12 @@ def test_join_members_groups_watch_check(
     table = run(env, *common, "members", group)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert re.match(r"MEMBER\s+STATE\s+LAST HEARTBEAT\s+CAPABILITIES$", lines[0])
-    assert re.match(r"host1\s+up\s+.*ago\s+weight=2 zone=az1$", lines[1])
-    assert re.match(r"host2\s+up\s+.*ago\s+-$", lines[2])
+    assert re.match(
+        r"MEMBER\s+STATE\s+LAST HEARTBEAT\s+UPDATED AT \(UTC\)\s+CAPABILITIES$",
+        lines[0],
+    )
+    assert re.match(rf"host1\s+up\s+.*ago\s+{ISO}\s+weight=2 zone=az1$", lines[1])
+    assert re.match(rf"host2\s+up\s+.*ago\s+{ISO}\s+-$", lines[2])
 
     groups = run(env, *common, "groups")
     assert groups.returncode == 0, groups.stderr
@@ -477,9 +482,55 @@ def test_join_members_groups_watch_check(
     assert host1.stop(signal.SIGINT) == 0
     watch.json_event("down", "host1")
     assert watch.stop(signal.SIGTERM) == 0
+    # Both left: the backend forgot them, this host's command did not.
     after = run(env, *common, "members", group)
-    assert after.returncode == 0
-    assert after.stdout == f"No member of group {group} is up.\n"
+    assert after.returncode == 0, after.stderr
+    assert re.search(rf"^host1\s+down\s+.*ago\s+{ISO}\s+weight=2", after.stdout, re.M)
+    assert re.search(rf"^host2\s+down\s+.*ago\s+{ISO}\s+-$", after.stdout, re.M)
+
+    # Nobody is up in the group: it is hidden, then deleted, on request.
+    shown = run(env, *common, "groups", "--non-empty", "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    assert group not in [g["group"] for g in json.loads(shown.stdout)["groups"]]
+    deleted = run(env, *common, "groups", "--delete-empty")
+    assert deleted.returncode == 0, deleted.stderr
+    assert f"Deleted group {group}: nobody was up in it." in deleted.stdout
+    gone = run(env, *common, "members", group)
+    assert gone.returncode == 3, gone.stdout + gone.stderr
+
+
+def test_members_lists_a_crashed_member_down(
+    url: str, fast_conf: str, group: str, start: Callable[..., Running], env
+) -> None:  # type: ignore[no-untyped-def]
+    common = ["--url", url, "--config-file", fast_conf]
+    host1 = start(*common, "join", group, "host1")
+    host2 = start(*common, "join", group, "host2", "--capability", "zone=az2")
+    host1.expect("is up")
+    host2.expect("is up")
+
+    def table() -> str:
+        result = run(env, *common, "members", group)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert re.search(r"^host2\s+up\s", table(), re.M)
+    host2.kill()  # SIGKILL: it cannot leave
+    down = re.compile(rf"^host2\s+down\s+.*ago\s+({ISO})\s+zone=az2$", re.M)
+    seen: list[str] = []
+    wait_until(
+        lambda: seen.append(table()) or down.search(seen[-1]),
+        FAST["service_down_time"] * 3 + 20,
+        f"host2 listed down; last output: {seen[-1:]}",
+    )
+    assert re.search(r"^host1\s+up\s", seen[-1], re.M)
+    document = json.loads(
+        run(env, *common, "members", group, "--format", "json").stdout
+    )
+    by_id = {m["id"]: m for m in document["members"]}
+    assert by_id["host2"]["up"] is False
+    assert by_id["host2"]["capabilities"] == {"zone": "az2"}
+    assert re.fullmatch(ISO, by_id["host2"]["updated_at"])
+    assert host1.stop() == 0
 
 
 def test_watch_writes_one_line_per_event_when_piped(
@@ -636,10 +687,33 @@ def test_unknown_group_exits_3(
         result = run(env, "--url", file_url, "--config-file", fast_conf, command, group)
         assert result.returncode == 3, result.stderr
         assert result.stderr == (
-            f"servicegroup: there is no group {group!r} on {file_url}; there are "
-            "no groups there yet\n"
+            f"servicegroup: there is no group {group!r} on {file_url}\n"
         )
         assert result.stdout == ""
+    # Among many groups the error names the group and a close one, never
+    # the whole list.
+    from tooz import coordination
+
+    coord = coordination.get_coordinator(file_url, b"test")
+    coord.start()
+    try:
+        for name in [f"other-{i}" for i in range(50)] + [f"{group}x"]:
+            coord.create_group(name.encode()).get()
+    finally:
+        coord.stop()
+    result = run(env, "--url", file_url, "--config-file", fast_conf, "members", group)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == (
+        f"servicegroup: there is no group {group!r} on {file_url} (did you mean "
+        f"{group}x?)\n"
+    )
+    for command in ("members", "watch"):
+        result = run(env, "--url", file_url, command, group, "--format", "json")
+        assert result.returncode == 3, result.stderr
+        document = json.loads(result.stdout)
+        assert document["status"] == "error"
+        assert document["exit_code"] == 3
+        assert document["error"] == result.stderr.removeprefix("servicegroup: ")[:-1]
 
 
 @pytest.mark.parametrize(
@@ -698,9 +772,16 @@ def test_unreachable_backend_exits_1_with_one_line(
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith("servicegroup: cannot reach the backend"), lines
         assert url in lines[0]
-    report = run(env, "--url", url, "check", "--format", "json")
-    assert report.returncode == 1
-    assert json.loads(report.stdout)["status"] == "error"
+    # --format json: every command writes its error as a document on stdout.
+    for args in (["check"], ["members", "g"], ["groups"], ["watch", "g"]):
+        report = run(env, "--url", url, *args, "--format", "json")
+        assert report.returncode == 1, report.stderr
+        document = json.loads(report.stdout)
+        assert document["status"] == "error", document
+        assert document["command"] == args[0]
+        assert document["exit_code"] == 1
+        assert document["error"].startswith("cannot reach the backend")
+        assert document["url"] == url
 
 
 def test_check_gives_up_at_its_timeout(env: dict[str, str]) -> None:

@@ -7,8 +7,11 @@ backend. The real command, as a subprocess, is tested in
 from __future__ import annotations
 
 import collections
+import datetime
 import io
+import json
 import logging
+import os
 import pathlib
 import re
 import signal
@@ -19,9 +22,11 @@ from collections.abc import Iterator
 import pytest
 from oslo_config import cfg
 
+import servicegroup
 from servicegroup import exceptions
-from servicegroup.cmd import agent, demo, errors, main
+from servicegroup.cmd import agent, demo, errors, main, query
 from servicegroup.cmd import backend as sg_backend
+from servicegroup.testing import fake_backend
 
 DOC = pathlib.Path(__file__).parents[2] / "doc" / "source" / "cli.rst"
 
@@ -269,6 +274,168 @@ def test_groups_and_members_on_the_fake_backend() -> None:
     code, out = run("--url", url, "members", "compute")
     assert code == errors.ExitCode.UNKNOWN_GROUP
     assert out == ""
+
+
+@pytest.fixture
+def state_conf(tmp_path: pathlib.Path) -> str:
+    """A configuration file keeping the command's state in the test's directory."""
+    path = tmp_path / "sg.conf"
+    path.write_text(f"[DEFAULT]\nservicegroup_state_path = {tmp_path / 'state'}\n")
+    return str(path)
+
+
+@pytest.fixture
+def fake_api() -> Iterator[tuple[str, servicegroup.API]]:
+    """An API on a fresh fake:// store, as another process would be."""
+    name = f"test-cli-{time.monotonic_ns()}"
+    conf = sg_backend.load_conf([], f"fake://{name}")
+    api = servicegroup.API(conf=conf)
+    yield f"fake://{name}", api
+    api.stop()
+    fake_backend.drop_store(name)
+
+
+def test_members_lists_down_members_with_their_heartbeat_time(
+    fake_api: tuple[str, servicegroup.API], state_conf: str
+) -> None:
+    url, api = fake_api
+    common = ["--url", url, "--config-file", state_conf]
+    api.join("host1", "compute", capabilities={"zone": "az1"})
+    api.join("host2", "compute")
+    assert api.get_all("compute") == ["host1", "host2"]  # waits for the joins
+    code, out = run(*common, "members", "compute")
+    assert code == 0
+    iso = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(
+        r"MEMBER\s+STATE\s+LAST HEARTBEAT\s+UPDATED AT \(UTC\)\s+CAPABILITIES\n"
+        rf"host1\s+up\s+\S.* ago\s+{iso}\s+zone=az1\n"
+        rf"host2\s+up\s+\S.* ago\s+{iso}\s+-\n",
+        out,
+    ), out
+    [host2_time] = re.findall(rf"^host2\s+up.*?({iso})", out, re.M)
+
+    api.leave("host2", "compute")  # the backend forgets host2 at once
+    code, out = run(*common, "members", "compute")
+    assert code == 0
+    assert re.search(rf"^host2\s+down\s+\S.* ago\s+{host2_time}\s+-$", out, re.M)
+    assert re.search(r"^host1\s+up\s", out, re.M)
+    code, out = run(*common, "members", "compute", "--format", "json")
+    by_id = {m["id"]: m for m in json.loads(out)["members"]}
+    assert by_id["host2"]["up"] is False
+    assert by_id["host2"]["updated_at"] == host2_time
+    assert by_id["host1"]["up"] is True
+
+
+def test_down_members_are_forgotten_after_a_week(
+    fake_api: tuple[str, servicegroup.API],
+    state_conf: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, api = fake_api
+    common = ["--url", url, "--config-file", state_conf]
+    api.join("host1", "compute")
+    assert api.get_all("compute") == ["host1"]
+    assert run(*common, "members", "compute")[0] == 0
+    api.leave("host1", "compute")
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=8)
+    monkeypatch.setattr(query, "_now", lambda: later)
+    assert run(*common, "members", "compute") == (
+        0,
+        "No member of group compute is up.\n",
+    )
+
+
+def test_groups_hides_and_deletes_empty_groups(
+    fake_api: tuple[str, servicegroup.API], state_conf: str
+) -> None:
+    url, api = fake_api
+    common = ["--url", url, "--config-file", state_conf]
+    api.join("host1", "compute")
+    api.join("host2", "conductor")
+    assert api.get_all("compute") == ["host1"]
+    assert api.get_all("conductor") == ["host2"]
+    api.leave("host2", "conductor")  # done on the backend when it returns
+    code, out = run(*common, "groups")
+    assert code == 0
+    assert re.search(r"^conductor\s+0\s+-$", out, re.M)
+    code, out = run(*common, "groups", "--non-empty")
+    assert (code, out.splitlines()) == (
+        0,
+        ["GROUP    UP  MEMBERS UP", "compute  1   host1"],
+    )
+    code, out = run(*common, "groups", "--delete-empty", "--format", "json")
+    assert code == 0
+    document = json.loads(out)
+    assert document["deleted"] == ["conductor"]
+    assert [g["group"] for g in document["groups"]] == ["compute"]
+    assert sorted(api.get_groups()) == ["compute"]
+    code, out = run(*common, "groups", "--delete-empty")
+    assert (code, out.splitlines()[0]) == (0, "GROUP    UP  MEMBERS UP")
+    api.leave("host1", "compute")
+    code, out = run(*common, "groups", "--delete-empty")
+    assert (code, out) == (0, "Deleted group compute: nobody was up in it.\n")
+    assert api.get_groups() == []
+
+
+def test_unknown_group_names_only_the_group_and_close_ones(
+    fake_api: tuple[str, servicegroup.API], state_conf: str
+) -> None:
+    url, api = fake_api
+    for index in range(50):
+        api.join("h", f"group-{index}")
+    api.join("h", "compute")
+    assert api.get_all("compute") == ["h"]
+    assert api.get_all("group-49") == ["h"]
+    code, out = run("--url", url, "members", "computer")
+    assert (code, out) == (errors.ExitCode.UNKNOWN_GROUP, "")
+    with pytest.raises(errors.CommandError) as caught:
+        sg_backend.Backend(sg_backend.load_conf([], url)).require_group("computer")
+    assert str(caught.value) == (
+        f"there is no group 'computer' on {url} (did you mean compute?)"
+    )
+    with pytest.raises(errors.CommandError) as caught:
+        sg_backend.Backend(sg_backend.load_conf([], url)).require_group("xyz")
+    assert str(caught.value) == f"there is no group 'xyz' on {url}"
+
+
+@pytest.mark.parametrize(
+    ("args", "reachable"),
+    [
+        (["members", "nope"], True),
+        (["watch", "nope"], True),
+        (["members", "compute"], False),
+        (["groups"], False),
+        (["watch", "compute"], False),
+        (["check"], False),
+    ],
+)
+def test_json_errors_are_documents_on_stdout(
+    args: list[str], reachable: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"test-cli-json-{time.monotonic_ns()}"
+    fake_backend.store(name).set_reachable(reachable)
+    try:
+        code, out = run(
+            "--url",
+            f"fake://{name}",
+            *args,
+            "--format",
+            "json",
+            "--config-file",
+            os.devnull,
+        )
+    finally:
+        fake_backend.drop_store(name)
+    err = capsys.readouterr().err
+    assert code == (errors.ExitCode.UNKNOWN_GROUP if reachable else 1)
+    document = json.loads(out)
+    assert document["status"] == "error"
+    assert document["command"] == args[0]
+    assert document["exit_code"] == code
+    assert document["url"] == f"fake://{name}"
+    assert err == f"servicegroup: {document['error']}\n"
+    if args[0] == "watch":
+        assert out.count("\n") == 1  # JSON Lines: one line
 
 
 def test_check_on_the_fake_backend() -> None:

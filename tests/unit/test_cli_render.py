@@ -137,6 +137,15 @@ def test_member_table_of_a_one_shot_observer() -> None:
     ]
 
 
+def test_member_table_with_absolute_times() -> None:
+    members = [member("host1", zone="az1"), member("host2", up=False, age=75)]
+    assert render.member_table(members, NOW, absolute=True) == [
+        "MEMBER  STATE  LAST HEARTBEAT  UPDATED AT (UTC)          CAPABILITIES",
+        "host1   up     0.50 s ago      2024-05-01T12:00:09.500Z  zone=az1",
+        "host2   down   75 s ago        2024-05-01T11:58:55.000Z  -",
+    ]
+
+
 def test_member_table_of_a_live_observer_has_since() -> None:
     since = {"host1": NOW}
     lines = render.member_table([member("host1"), member("host2")], NOW, since)
