@@ -15,4 +15,13 @@ if ! SERVICEGROUP_EXTRAS=${SERVICEGROUP_EXTRAS:-test} bash tools/setup-venv.sh >
 fi
 rm -f "$log"
 trap - EXIT
-exec .venv/bin/servicegroup demo "$@"
+status=0
+.venv/bin/servicegroup demo "$@" || status=$?
+# The command is installed in .venv, which is not on PATH: say how to reach
+# it, since the demo's last lines suggest commands to try.
+if [ "$(command -v servicegroup || true)" != "$PWD/.venv/bin/servicegroup" ]; then
+  echo >&2
+  echo "tools/demo.sh: the servicegroup command is in .venv/bin, not on PATH:" \
+    "run '. .venv/bin/activate' first, or call it as .venv/bin/servicegroup" >&2
+fi
+exit "$status"
