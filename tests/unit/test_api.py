@@ -15,6 +15,7 @@ import servicegroup
 from servicegroup import conf as sg_conf
 from servicegroup import exceptions
 from servicegroup.testing import ServiceGroupFixture
+from tests import support
 
 
 @pytest.fixture
@@ -321,3 +322,12 @@ def test_is_registered_follows_what_the_backend_accepted(
     assert not sg.api.is_registered("host2", "compute")  # not joined here
     sg.api.leave("host1", "compute")
     assert not sg.api.is_registered("host1", "compute")
+
+
+def test_describe_lists_the_endpoints_without_secrets() -> None:
+    api = support.make_api("etcd3+http://user:s3cret@127.0.0.1:1?hosts=127.0.0.1:2")
+    try:
+        assert api.describe()["endpoints"] == ["127.0.0.1:1", "127.0.0.1:2"]
+        assert "s3cret" not in str(api.describe())
+    finally:
+        api.stop()
