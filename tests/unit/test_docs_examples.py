@@ -9,6 +9,7 @@ follows.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,9 +35,10 @@ def _poll(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
 # -- quickstart ------------------------------------------------------------------
 
 
-def test_quickstart(tmp_path: Path) -> None:
-    state_dir = tmp_path / "servicegroup"
+def test_quickstart() -> None:
     # [quickstart-member]
+    import tempfile
+
     from oslo_config import cfg
 
     import servicegroup
@@ -45,6 +47,7 @@ def test_quickstart(tmp_path: Path) -> None:
     conf = cfg.ConfigOpts()
     sg_conf.register_opts(conf)
     conf([], project="myservice")  # your service's own arguments and files
+    state_dir = tempfile.mkdtemp()  # any directory the host's services share
     conf.set_override("servicegroup_tooz_url", f"file://{state_dir}")
 
     api = servicegroup.API(conf=conf)
@@ -72,6 +75,7 @@ def test_quickstart(tmp_path: Path) -> None:
         # [quickstart-stop]
         api.stop()  # leaves everything joined here; call it at shutdown
         # [end quickstart-stop]
+        shutil.rmtree(state_dir)
 
 
 def test_quickstart_context_manager(tmp_path: Path) -> None:
@@ -307,11 +311,62 @@ def test_against_a_real_memcached() -> None:
             api.join("host1", "compute")
             wait_until(lambda: api.is_up("host1", "compute"))
 
-            memcached.restart()  # comes back empty
-            wait_until(lambda: api.is_up("host1", "compute"))  # joined again
+            memcached.restart()  # comes back empty: host1 is gone from it
+            # api's own view keeps host1 up for a while (it was up before the
+            # outage), so ask a new observer, which only sees the server:
+            observer = servicegroup.API(conf=make_conf(memcached.url))
+            wait_until(lambda: observer.is_up("host1", "compute"))  # joined again
+            observer.stop()
         finally:
             api.stop()
     # [end testing-servers]
+
+
+@pytest.mark.skipif(
+    not servers.available("memcached"), reason=servers.missing_reason("memcached")
+)
+def test_the_real_server_example_waits_for_the_rejoin() -> None:
+    """The check of ``testing-servers`` fails while the member cannot rejoin.
+
+    A member that stopped beating (abandoned, as after a crash) is still up
+    in its own process's view right after the restart, which is why that
+    view cannot tell that the member joined again; a new observer sees it
+    down until it really does.
+    """
+    import servicegroup
+    from servicegroup.testing.servers import MemcachedServer
+
+    conf = _memcached_conf
+    with MemcachedServer() as memcached:
+        api = servicegroup.API(conf=conf(memcached.url))
+        try:
+            api.join("host1", "compute")
+            _poll(lambda: api.is_up("host1", "compute"))
+            api.driver.abandon("host1", "compute")  # beats no more, never rejoins
+            memcached.restart()
+            # What the example checked before: true with nobody there.
+            assert api.is_up("host1", "compute")
+            observer = servicegroup.API(conf=conf(memcached.url))
+            try:
+                assert not observer.is_up("host1", "compute")
+            finally:
+                observer.stop()
+        finally:
+            api.stop()
+
+
+def _memcached_conf(url: str) -> Any:
+    from oslo_config import cfg
+
+    from servicegroup import conf as sg_conf
+
+    conf = cfg.ConfigOpts()
+    sg_conf.register_opts(conf)
+    conf([], default_config_files=[])
+    conf.set_override("servicegroup_tooz_url", url)
+    conf.set_override("report_interval", 0.5)
+    conf.set_override("service_down_time", 3.0)
+    return conf
 
 
 # -- testing guide: fake:// with tooz directly (Ceilometer, Aodh) ------------------
