@@ -433,3 +433,19 @@ def test_install_page_wheel_is_the_one_pip_builds(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert [p.name for p in tmp_path.glob("*.whl")] == [name[1]]
+
+
+# -- the benchmarks page ------------------------------------------------------------
+
+
+def test_benchmark_plots_are_shown() -> None:
+    """The Plots section of the benchmarks page shows committed images."""
+    text = (DOC_SOURCE / "benchmarks.rst").read_text()
+    section = text.split("\nPlots\n~~~~~\n", 1)[1]
+    section = re.split(r"\n[^\n]+\n[~=\-^]{3,}\n", section, maxsplit=1)[0]
+    images = re.findall(r"^\.\. (?:image|figure):: (\S+)", section, re.M)
+    assert len(images) >= 4, section
+    for image in images:
+        path = DOC_SOURCE / image
+        assert path.is_file(), image
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
