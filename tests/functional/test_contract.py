@@ -179,3 +179,46 @@ def test_empty_groups_can_be_deleted(apis, group):
     assert group not in observer.get_groups()
     with pytest.raises(exceptions.GroupNotFound):
         observer.delete_group(group)
+
+
+def test_a_partitioner_right_after_join_owns_its_share(backend_url, group):
+    from servicegroup.partition import Partitioner
+
+    api = support.make_api(backend_url)
+    try:
+        api.join("worker-1", group)
+        partitioner = Partitioner(api, group, "worker-1")
+        assert partitioner.active, "a join of this process is on the first ring"
+        partitioner.close()
+    finally:
+        api.stop()
+
+
+def test_a_group_whose_only_member_crashed_can_be_deleted(backend_url, group):
+    """A killed member never leaves; once it expired the group is empty."""
+    if backend_url.startswith("fake://"):
+        pytest.skip("fake:// lives in one process: no member process to kill")
+    down_time = support.FAST["service_down_time"]
+    proc = support.start_member_process(backend_url, "crashed", group)
+    observer = support.make_api(backend_url)
+    try:
+        support.wait_until(lambda: observer.is_up("crashed", group), 10, "up")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        support.wait_until(
+            lambda: not observer.is_up("crashed", group), down_time + 10, "down"
+        )
+
+        def deleted() -> bool:
+            try:
+                observer.delete_group(group)
+            except exceptions.GroupNotEmpty:
+                return False  # the backend has not expired it yet
+            return True
+
+        support.wait_until(deleted, down_time + 10, "the group deleted")
+        assert group not in observer.get_groups()
+    finally:
+        proc.kill()
+        proc.wait()
+        observer.stop()

@@ -124,12 +124,15 @@ def check_core() -> None:
                     "_driver_lock",
                     "_safe_member_id",
                     "_executor",
+                    "_timeout",
                 )
             ),
             # The on-disk layout _FileDriver.update_capabilities rewrites.
             mentions(tooz_file, ".metadata", "the group marker file .metadata"),
             mentions(tooz_file, "_safe_member_id}.raw", "member files MEMBER.raw"),
             mentions(tooz_file, "'capabilities'", "the record key 'capabilities'"),
+            # _FileDriver.delete_group judges liveness as get_members does.
+            mentions(tooz_file, "st_mtime", "liveness by member file mtime"),
         ]
     )
 

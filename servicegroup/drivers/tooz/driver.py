@@ -238,7 +238,8 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
     def watch(
         self, group_id: str, callback: membership.WatchCallback
     ) -> Callable[[], None]:
-        self._in_this_process()
+        # As for any first question: this process's own joins are seen.
+        self._view(group_id)
         return self._membership.watch(group_id, callback)
 
     def stop(self) -> None:

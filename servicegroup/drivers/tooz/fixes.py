@@ -9,6 +9,7 @@ the etcd driver takes several endpoints and fails over between them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -63,6 +64,31 @@ class _FileDriver(tooz_file.FileDriver):
                 os.replace(tmp_path, me_path)
 
         return tooz_file.FileFutureResult(self._executor.submit(_update))
+
+    def delete_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
+        # tooz refuses to delete a group while any member file is left, even
+        # one whose member expired long ago (a killed process never removes
+        # its file): those are removed first, as other backends expire them.
+        group_dir = os.path.join(self._group_dir, self._make_filesystem_safe(group_id))
+        with self._driver_lock:
+            try:
+                entries = os.listdir(group_dir)
+            except FileNotFoundError:
+                entries = []
+            for entry in entries:
+                path = os.path.join(group_dir, entry)
+                if entry.endswith(".raw") and not self._is_alive(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+        return super().delete_group(group_id)
+
+    def _is_alive(self, path: str) -> bool:
+        # The same rule as tooz's get_members: written within the timeout.
+        try:
+            age = time.time() - os.stat(path).st_mtime
+        except FileNotFoundError:
+            return False
+        return 0 <= age <= self._timeout
 
 
 #: Lua scripts that replace tooz's ``WATCH``/``MULTI`` transactions on the
