@@ -161,6 +161,7 @@ def check_redis() -> None:
                 )
             ),
             uses(driver, "_client"),
+            uses(driver, "_parsed_url"),
             uses(driver, "_beat_prefix"),
             # Our Lua scripts use the placeholder tooz fills in its own.
             mentions(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import random
 import tempfile
@@ -24,6 +25,8 @@ from tooz.drivers import file as tooz_file
 
 from servicegroup import member as sg_member
 from servicegroup.drivers.tooz import compat
+
+LOG = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -142,6 +145,43 @@ return alive
 }
 
 
+_unused_password_warned: set[str] = set()
+
+
+def _warn_if_password_unused(client: Any, parsed_url: Any) -> None:
+    """Say so when the URL has a password that the server does not ask for.
+
+    redis-py swallows the error a server without ``requirepass`` answers to
+    the AUTH it sends on connecting, so a password meant for production
+    silently protects nothing: that server accepts any client. Asked once
+    per server and process.
+    """
+    kwargs = client.connection_pool.connection_kwargs
+    password = kwargs.get("password")
+    where = f"{parsed_url.hostname}:{parsed_url.port}"
+    if not password or where in _unused_password_warned:
+        return
+    from redis import exceptions as redis_exceptions
+
+    username = kwargs.get("username")
+    args = ("AUTH", username, password) if username else ("AUTH", password)
+    try:
+        client.execute_command(*args)
+    except (
+        redis_exceptions.AuthenticationError,
+        redis_exceptions.ResponseError,
+    ) as exc:
+        if "without any password configured" not in str(exc):
+            raise
+        _unused_password_warned.add(where)
+        LOG.warning(
+            "The Redis server at %s requires no password: the one in "
+            "servicegroup_tooz_url is not used, and the server accepts any "
+            "client",
+            where,
+        )
+
+
 @functools.cache
 def _redis_driver() -> type[coordination.CoordinationDriver]:
     """tooz's Redis driver, fixed for busy groups and fast recovery.
@@ -188,6 +228,10 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
             client = super()._make_client(parsed_url, options, default_socket_timeout)
             client.set_retry(retry.Retry(backoff.NoBackoff(), 0))
             return client
+
+        def _start(self) -> None:
+            super()._start()
+            _warn_if_password_unused(self._client, self._parsed_url)
 
         def _script_result(
             self,

@@ -81,6 +81,13 @@ class ToozBackend:
         self.timing = timing
         self.check_options()
         self.effective = self._effective_timeouts(url_options)
+        #: A file:// directory that does not exist yet: tooz creates it, with
+        #: its missing parents, and that is said once it happened.
+        self._will_create = (
+            self._parts.path
+            if self.scheme == "file" and not os.path.isdir(self._parts.path)
+            else None
+        )
 
     def _effective_timeouts(
         self, url_options: Mapping[str, list[str]]
@@ -169,6 +176,14 @@ class ToozBackend:
                     f"{what}: connection refused by every ZooKeeper server"
                 ) from exc
             raise
+        if self._will_create is not None:
+            created, self._will_create = self._will_create, None
+            LOG.warning(
+                "The file:// backend directory %s did not exist and was created "
+                "(with any missing parent): every service on this host must "
+                "use this same directory to see each other",
+                created,
+            )
         return coord
 
     def _all_refused(self) -> bool:
