@@ -217,8 +217,8 @@ def test_mc_through_the_api(
     assert described["deprecated"] is True
     assert described["url"] == "memcached://10.0.0.1:11211"
     # The membership timeout is service_down_time's, as the key expiry of
-    # Nova's mc driver was.
-    assert described["membership_timeout"] == 45.0
+    # Nova's mc driver was, plus memcached's one-second clock tick.
+    assert described["membership_timeout"] == 46.0
     assert "memcached://10.0.0.1:11211" in repr(api.driver)
 
     [log] = legacy_warnings(caplog)

@@ -216,8 +216,16 @@ def backend_options(
         }
     elif scheme == "file":
         wanted = {"timeout": math.ceil(down)}
-    elif scheme in ("memcached", "etcd3+http", "etcd3+https"):
-        # These drivers take whole seconds: round up, never down.
+    elif scheme == "memcached":
+        # Whole seconds, and memcached's clock ticks once a second: an item
+        # set for T seconds expires after T-1 to T, so one more second keeps
+        # a member that beats within service_down_time from expiring early.
+        wanted = {
+            "membership_timeout": math.ceil(down) + 1,
+            "timeout": math.ceil(op_timeout),
+        }
+    elif scheme in ("etcd3+http", "etcd3+https"):
+        # Whole seconds: round up, never down.
         wanted = {
             "membership_timeout": math.ceil(down),
             "timeout": math.ceil(op_timeout),
