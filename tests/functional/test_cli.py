@@ -683,6 +683,9 @@ def test_check_on_redis_reports_the_round_trip(
 def test_unknown_group_exits_3(
     env: dict[str, str], file_url: str, fast_conf: str, group: str
 ) -> None:
+    # An existing backend directory: one the command has to create is
+    # reported created on stderr too (test_input_warnings).
+    os.makedirs(file_url.removeprefix("file://"), exist_ok=True)
     for command in ("members", "watch"):
         result = run(env, "--url", file_url, "--config-file", fast_conf, command, group)
         assert result.returncode == 3, result.stderr
