@@ -183,7 +183,12 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             validation.member_id(member_id)
             validation.group_id(group_id)
             up = self._view(group_id).up
-        return member_id in up
+        if member_id in up:
+            return True
+        # Read your own writes: a member this process joined, and the
+        # backend accepted, is up even before the next refresh shows it.
+        agent = self._agents.get((member_id, group_id))
+        return agent is not None and agent.joined
 
     def _view(self, group_id: str) -> membership.GroupView:
         self._in_this_process()
