@@ -11,7 +11,13 @@ prune the dead.
 from __future__ import annotations
 
 import datetime
+import urllib.parse
+from typing import Any
 
+import pytest
+from tooz import coordination
+
+from servicegroup.drivers.tooz import fixes
 from servicegroup.testing import servers
 from tests import support
 
@@ -65,3 +71,56 @@ def test_heartbeats_do_not_rewrite_the_group(server_pool, group) -> None:
     finally:
         members.stop()
         observer.stop()
+
+
+def _coordinator(url: str, member: bytes) -> Any:
+    """Our memcached coordinator, started, with a 2 s membership timeout."""
+    parts = urllib.parse.urlparse(url)
+    options = {"membership_timeout": ["2"], "timeout": ["2"]}
+    coord = fixes._memcached_driver()(member, parts, options)
+    coord.start()
+    return coord
+
+
+def test_a_group_item_created_again_keeps_its_live_members(server_pool, group) -> None:
+    """The group item is lost (its node died behind a proxy) and the first
+    member to notice creates it again: readers keep the others until their
+    beats could have expired, and drop a member that left at once."""
+    memcached = server_pool.get("memcached")
+    gid = group.encode()
+    m1, m2, m3 = (_coordinator(memcached.url, m) for m in (b"m1", b"m2", b"m3"))
+    reader = _coordinator(memcached.url, b"reader")
+    try:
+        m1.create_group(gid).get()
+        for coord, n in ((m1, 1), (m2, 2), (m3, 3)):
+            coord.join_group(gid, {"n": n}).get()
+        assert set(reader.get_members(gid).get()) == {b"m1", b"m2", b"m3"}
+
+        # The item is gone; m1 rejoins first, creating it again.
+        m1.client.delete(m1._encode_group_id(gid))
+        m1.create_group(gid).get()
+        m1.join_group(gid, {"n": 1}).get()
+        assert reader.get_members_with_capabilities(gid).get() == {
+            b"m1": {"n": 1},
+            b"m2": {"n": 2},
+            b"m3": {"n": 3},
+        }
+        # A leave is a leave, even of a member the new item never listed.
+        with pytest.raises(coordination.MemberNotJoined):
+            m3.leave_group(gid).get()
+        assert set(reader.get_members(gid).get()) == {b"m1", b"m2"}
+
+        # m2 beats no more: dropped once its last beat could have expired,
+        # while m1, beating, stays.
+        def only_m1_left() -> bool:
+            m1.heartbeat()
+            return set(reader.get_members(gid).get()) == {b"m1"}
+
+        support.wait_until(
+            only_m1_left,
+            10,
+            "m2 dropped after its membership timeout",
+        )
+    finally:
+        for coord in (m1, m2, m3, reader):
+            coord.stop()

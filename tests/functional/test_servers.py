@@ -410,7 +410,11 @@ def test_etcd_wipe_pause_and_metrics() -> None:
 def test_etcd_cluster_survives_leader_loss_and_wipe() -> None:
     etcd3gw = pytest.importorskip("etcd3gw")
     with EtcdCluster(3) as cluster:
-        assert cluster.url == cluster.nodes[0].url
+        first, second, third = cluster.nodes
+        assert cluster.url == (
+            f"{first.url}?hosts={second.host}:{second.port}"
+            f"&hosts={third.host}:{third.port}"
+        )
         assert cluster.members == [node.url for node in cluster.nodes]
         leader = cluster.leader()
         assert leader is not None and leader.is_leader()

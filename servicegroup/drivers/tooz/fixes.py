@@ -10,6 +10,7 @@ the etcd driver takes several endpoints and fails over between them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -311,6 +312,20 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
 #: clash round after round).
 _MEMCACHED_CAS_FIRST_BACKOFF = 0.002
 _MEMCACHED_CAS_MAX_BACKOFF = 0.25
+#: What a leave writes to the member's liveness key (a beat is a float).
+_MEMCACHED_LEFT = b"left"
+
+
+@dataclasses.dataclass
+class _SeenMember:
+    """What a memcached reader last read of one member."""
+
+    #: The latest beat value read (the time of the beat).
+    beat: Any
+    #: time.monotonic() when that value was first read.
+    read_at: float
+    #: The capabilities last read from the group item.
+    capabilities: Any
 
 
 @functools.cache
@@ -335,6 +350,12 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
     from tooz.drivers import memcached as tooz_memcached
 
     class _MemcachedDriver(tooz_memcached.MemcachedDriver):
+        #: Our liveness key holds the mark of a leave (see leave_group).
+        _left = False
+        #: Set before stop() when a stuck client is reset, not a member
+        #: leaving: read by _stop, as on Redis.
+        keep_liveness_on_stop = False
+
         def _change_group(
             self, group_id: bytes, change: Callable[[dict[bytes, Any]], None]
         ) -> None:
@@ -386,9 +407,13 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
                     raise coordination.MemberAlreadyExist(group_id, self._member_id)
                 members[self._member_id] = {b"capabilities": capabilities}
 
-            return self._submit_change(
-                group_id, join, lambda: self._joined_groups.add(group_id)
-            )
+            def joined() -> None:
+                self._joined_groups.add(group_id)
+                if self._left:  # our key holds the mark of a leave: beat now
+                    self._left = False
+                    self.heartbeat()
+
+            return self._submit_change(group_id, join, joined)
 
         def leave_group(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
             def leave(members: dict[bytes, Any]) -> None:
@@ -396,8 +421,23 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
                     raise coordination.MemberNotJoined(group_id, self._member_id)
                 del members[self._member_id]
 
-            return self._submit_change(
-                group_id, leave, lambda: self._joined_groups.discard(group_id)
+            def mark_and_leave() -> None:
+                # The mark tells readers that the member left, rather than
+                # being lost with a group item that was created again (see
+                # _live_records); written first, so that it is there even
+                # when the item no longer lists us. _stop keeps it; it
+                # expires when a beat would have.
+                self.client.set(
+                    self._encode_member_id(self._member_id),
+                    _MEMCACHED_LEFT,
+                    expire=self.membership_timeout,
+                )
+                self._left = True
+                self._change_group(group_id, leave)
+                self._joined_groups.discard(group_id)
+
+            return tooz_memcached.MemcachedFutureResult(
+                self._executor.submit(mark_and_leave)
             )
 
         def update_capabilities(
@@ -424,50 +464,89 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
             self, member_id: bytes, parsed_url: Any, options: dict[str, Any]
         ) -> None:
             super().__init__(member_id, parsed_url, options)
-            #: (group, member) -> (the latest beat value read, monotonic
-            #: time when it was first read); see _live_records.
-            self._beats_seen: dict[tuple[bytes, bytes], tuple[Any, float]] = {}
+            #: (group, member) -> what this reader last knew of the member;
+            #: see _live_records.
+            self._seen: dict[tuple[bytes, bytes], _SeenMember] = {}
+
+        def _stop(self) -> None:
+            # tooz's _stop deletes the liveness key. After a leave that
+            # would erase the mark that the member left, and on a reset of
+            # a live member it would make readers count from the last beat
+            # they saw; both keep the key (it expires by itself).
+            if not (self._left or self.keep_liveness_on_stop):
+                super()._stop()
+                return
+            coordination.CoordinationDriver._stop(self)
+            for lock in list(self._acquired_locks):
+                lock.release()
+            self.client.close()
 
         def _live_records(self, group_id: bytes) -> dict[bytes, Any]:
             """Live members -> their capabilities, with the beat's time.
 
-            A liveness key can vanish before it expires: its memcached node
-            died or restarted, or a proxy in front (twemproxy) ejected the
-            node and now hashes the key to another one, where the member
-            writes it again only at its next beat. Taking that member for
-            dead would show a live service down. A key read at some moment
-            was set before it, so it expires at the latest
-            ``membership_timeout`` after that moment: until then a missing
-            key is a lost key, and the member stays, with the time of the
-            last beat read. A member that really died is dropped when its
-            key would have expired, at most one read later than memcached
+            A record can vanish while its member lives:
+
+            - its liveness key, when the key's memcached node died or
+              restarted, or a proxy in front (twemproxy) ejected the node
+              and now hashes the key to another one, where the member
+              writes it again only at its next beat;
+            - its entry in the group item, when the item was lost the same
+              way and the first member to notice created it again, or when
+              another reader pruned the member while its key was lost; the
+              member joins again at its next beat.
+
+            Taking that member for dead would show a live service down. A
+            beat read at some moment was written before it, so it expires
+            at the latest ``membership_timeout`` after that moment: until
+            then a member this reader saw stays, with the last beat and
+            capabilities read, unless it left (a leave overwrites its key
+            with a mark). A member that really died is dropped when its key
+            would have expired, at most one read later than memcached
             itself would have dropped it.
             """
             encoded_group = self._encode_group_id(group_id)
             members, cas = self.client.gets(encoded_group)
             if members is None:
                 raise coordination.GroupNotCreated(group_id)
-            keys = {m: self._encode_member_id(m) for m in members}
+            seen = self._seen
+            # Saw before, gone from the item now: left, pruned, or lost.
+            unlisted = [m for g, m in seen if g == group_id and m not in members]
+            keys = {m: self._encode_member_id(m) for m in [*members, *unlisted]}
             beats = self.client.get_many(list(keys.values())) if keys else {}
-            seen = self._beats_seen
             now = time.monotonic()
             live: dict[bytes, Any] = {}
-            for m, info in members.items():
+            for m in keys:
                 beat = beats.get(keys[m])
                 last = seen.get((group_id, m))
+                listed = m in members
+                if beat == _MEMCACHED_LEFT:
+                    beat = None
+                    if not listed:
+                        seen.pop((group_id, m), None)
+                        continue
+                caps = members[m].get(b"capabilities") if listed else None
                 if beat:
-                    if last is None or last[0] != beat:
-                        seen[(group_id, m)] = (beat, now)
-                elif last is not None and now < last[1] + self.membership_timeout:
-                    beat = last[0]  # lost before it could have expired
-                elif m != self._member_id:
+                    if last is None or last.beat != beat:
+                        if not listed and last is not None:
+                            caps = last.capabilities
+                        last = seen[(group_id, m)] = _SeenMember(beat, now, caps)
+                    elif listed:
+                        last.capabilities = caps
+                elif last is not None and now < last.read_at + self.membership_timeout:
+                    beat = last.beat  # lost before it could have expired
+                    if listed:
+                        last.capabilities = caps
+                elif m != self._member_id or not listed:
                     seen.pop((group_id, m), None)
                     continue
-                live[m] = sg_member.with_heartbeat(info.get(b"capabilities"), beat)
-            for gone in [k for k in seen if k[0] == group_id and k[1] not in live]:
-                del seen[gone]  # left, or pruned by another reader
-            if len(live) != len(members):
-                self.client.cas(encoded_group, {m: members[m] for m in live}, cas)
+                if not listed:
+                    assert last is not None
+                    caps = last.capabilities
+                live[m] = sg_member.with_heartbeat(caps, beat)
+            if any(m not in live for m in members):
+                self.client.cas(
+                    encoded_group, {m: members[m] for m in members if m in live}, cas
+                )
             return live
 
         def _submit_read(

@@ -205,11 +205,10 @@ class EtcdServer(BackendServer):
 class EtcdCluster(ServerGroup):
     """An etcd cluster of ``size`` members on loopback.
 
-    tooz's etcd3gw driver takes a single ``host:port``: there is no URL
-    that lists several members and no client-side failover.  :attr:`url`
-    is therefore the first member's URL; when a test kills that member it
-    should connect through another one, from :attr:`members` or
-    ``running_nodes()``.
+    :attr:`url` names every member, the first as the URL's host and the
+    others as ``hosts=`` options: members and observers fail over between
+    them (:mod:`servicegroup.drivers.tooz.etcd`). :attr:`members` has each
+    member's own single-endpoint URL.
     """
 
     nodes: list[EtcdServer]  # type: ignore[assignment]
@@ -245,8 +244,12 @@ class EtcdCluster(ServerGroup):
 
     @property
     def url(self) -> str:
-        """The first member's tooz URL (see the class docstring)."""
-        return self.nodes[0].url
+        """tooz URL naming every member."""
+        first, *rest = self.nodes
+        url = first.url
+        if rest:
+            url += "?" + "&".join(f"hosts={n.host}:{n.port}" for n in rest)
+        return url
 
     def stop(self) -> None:
         """Stop every member with SIGKILL.
