@@ -15,9 +15,10 @@ import urllib.parse
 from typing import Any
 
 import pytest
+from pymemcache.client.base import Client as MemcacheClient
 from tooz import coordination
 
-from servicegroup.drivers.tooz import fixes
+from servicegroup.drivers.tooz import fixes, urls
 from servicegroup.testing import servers
 from tests import support
 
@@ -124,3 +125,53 @@ def test_a_group_item_created_again_keeps_its_live_members(server_pool, group) -
     finally:
         for coord in (m1, m2, m3, reader):
             coord.stop()
+
+
+def test_a_members_round_costs_the_same_whatever_the_group_size(
+    server_pool, group
+) -> None:
+    """A member checks that it is still listed without reading the group
+    item: what the server sends per beat stays small at 40 members, whose
+    item alone is several KiB."""
+    memcached = server_pool.get("memcached")
+    assert isinstance(memcached, servers.MemcachedServer)
+    members = support.make_api(memcached.url)
+    ids = [f"member-{n:03d}" for n in range(40)]
+    try:
+        for member_id in ids:
+            members.join(member_id, group, capabilities={"padding": "x" * 100})
+        item = f"_TOOZ_GROUP_{group}"
+
+        def counters() -> tuple[int, int]:
+            stats = memcached.stats()
+            return int(stats["cmd_set"]), int(stats["bytes_written"])
+
+        def beats_after(start: int, rounds: int) -> bool:
+            return counters()[0] >= start + rounds * len(ids)
+
+        raw = MemcacheClient((memcached.host, memcached.port), timeout=2)
+        try:
+
+            def listed() -> int:
+                value = raw.get(item.encode())
+                return sum(
+                    f"{m}{urls.MEMBER_GROUP_SEPARATOR}".encode() in (value or b"")
+                    for m in ids
+                )
+
+            support.wait_until(lambda: listed() == len(ids), 20, "every member listed")
+            item_size = len(raw.get(item.encode()) or b"")
+        finally:
+            raw.close()
+        # Every member checks once more after the last join, reading the
+        # item because it changed; from then on, beats are measured.
+        listed_at = counters()[0]
+        support.wait_until(lambda: beats_after(listed_at, 1), 20, "a round")
+        sets_before, written_before = counters()
+        support.wait_until(lambda: beats_after(sets_before, 3), 20, "three more rounds")
+        sets_after, written_after = counters()
+        per_beat = (written_after - written_before) / (sets_after - sets_before)
+        assert item_size > 4096, item_size
+        assert per_beat < 1024, f"{per_beat:.0f} bytes per beat"
+    finally:
+        members.stop()

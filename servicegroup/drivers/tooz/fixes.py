@@ -312,6 +312,8 @@ def _redis_driver() -> type[coordination.CoordinationDriver]:
 #: clash round after round).
 _MEMCACHED_CAS_FIRST_BACKOFF = 0.002
 _MEMCACHED_CAS_MAX_BACKOFF = 0.25
+#: Prefix of the key counting a group item's changes (see check_joined).
+_MEMCACHED_GENERATION_PREFIX = b"_SG_GROUP_GENERATION_"
 #: What a leave writes to the member's liveness key (a beat is a float).
 _MEMCACHED_LEFT = b"left"
 
@@ -339,10 +341,11 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
     Here the liveness key that tooz's heartbeat sets (it only checks that
     the key exists) holds the time of the beat, which observers read with
     one ``get_many`` for the whole group and show as ``updated_at``; a
-    member checks that it is still in the group with a plain ``get``
-    (:meth:`check_joined`) and writes its record only when its capabilities
-    change. A read prunes dead members with one ``cas`` and never retries:
-    the next read prunes what a clash left.
+    member checks that it is still in the group with two small reads, the
+    group item only when it changed (:meth:`check_joined`: three server
+    operations per member per round in all), and writes its record only
+    when its capabilities change. A read prunes dead members with one
+    ``cas`` and never retries: the next read prunes what a clash left.
 
     Imported on first use: pymemcache is an optional extra.
     """
@@ -377,6 +380,7 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
                     raise coordination.GroupNotCreated(group_id)
                 change(members)
                 if self.client.cas(encoded_group, members, cas):
+                    self._bump_generation(group_id)
                     return
                 if time.monotonic() >= deadline:
                     raise coordination.ToozError(
@@ -467,6 +471,9 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
             #: (group, member) -> what this reader last knew of the member;
             #: see _live_records.
             self._seen: dict[tuple[bytes, bytes], _SeenMember] = {}
+            #: group -> its generation key's value when this member last
+            #: read the group item (see check_joined).
+            self._generations_seen: dict[bytes, bytes] = {}
 
         def _stop(self) -> None:
             # tooz's _stop deletes the liveness key. After a leave that
@@ -544,9 +551,10 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
                     caps = last.capabilities
                 live[m] = sg_member.with_heartbeat(caps, beat)
             if any(m not in live for m in members):
-                self.client.cas(
+                if self.client.cas(
                     encoded_group, {m: members[m] for m in members if m in live}, cas
-                )
+                ):
+                    self._bump_generation(group_id)
             return live
 
         def _submit_read(
@@ -575,15 +583,49 @@ def _memcached_driver() -> type[coordination.CoordinationDriver]:
 
             return self._submit_read(read)
 
+        def _generation_key(self, group_id: bytes) -> bytes:
+            return _MEMCACHED_GENERATION_PREFIX + tooz_utils.to_binary(group_id)
+
+        def _bump_generation(self, group_id: bytes) -> None:
+            """Tell members that the group item changed (see check_joined)."""
+            key = self._generation_key(group_id)
+            if self.client.incr(key, 1) is None:
+                # Never set, or lost with its node. A random start, so that
+                # a member cannot find the value it last saw by chance.
+                start = str(random.getrandbits(62)).encode()
+                self.client.add(key, start, noreply=False)
+
         def check_joined(self, group_id: bytes) -> coordination.CoordAsyncResult[None]:
-            """Raise GroupNotCreated or MemberNotJoined if we are gone."""
+            """Raise GroupNotCreated or MemberNotJoined if we are gone.
+
+            Every member asks this at every beat: reading the whole group
+            item for it made each round cost N reads of N entries. The item
+            is read only when the group's generation key, which every
+            change of the item increments, differs from the value seen at
+            the last read; otherwise a ``touch`` (no data) checks that the
+            item still exists, since a lost item does not change the key.
+            The key is read before the item, so a change between the two
+            reads shows at the next check.
+            """
 
             def check() -> None:
-                members = self.client.get(self._encode_group_id(group_id))
+                key = self._generation_key(group_id)
+                generation = self.client.get(key)
+                encoded_group = self._encode_group_id(group_id)
+                if not self.client.touch(encoded_group, 0, noreply=False):
+                    raise coordination.GroupNotCreated(group_id)
+                seen = self._generations_seen.get(group_id)
+                if generation is not None and generation == seen:
+                    return
+                members = self.client.get(encoded_group)
                 if members is None:
                     raise coordination.GroupNotCreated(group_id)
                 if self._member_id not in members:
                     raise coordination.MemberNotJoined(group_id, self._member_id)
+                if generation is None:
+                    self._bump_generation(group_id)  # read at the next check
+                else:
+                    self._generations_seen[group_id] = generation
 
             return self._submit_read(check)
 
