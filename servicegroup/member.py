@@ -1,10 +1,13 @@
 """The member record observers get, and what a member stores to produce it.
 
 A member stores a small envelope as its tooz capabilities: the caller's
-capabilities plus the wall-clock time of its latest heartbeat. Rewriting it
-on every heartbeat is also how a member notices that it was evicted (the
-backend answers that it is not in the group) and how ``get_updated_time`` is
-accurate to one ``report_interval`` on every backend.
+capabilities plus the wall-clock time it was written. Where the heartbeat
+itself records its time (the liveness key on Redis and memcached), the
+envelope is written on join and on a change of capabilities only, and
+observers take the later of the two times (:func:`with_heartbeat`); on the
+other backends the member rewrites it every round, which is also how it
+notices that it was evicted. Either way ``get_updated_time`` is accurate to
+one ``report_interval``.
 """
 
 from __future__ import annotations

@@ -34,18 +34,28 @@ FAST = {
 def wait_until(
     predicate: Callable[[], T],
     timeout: float,
-    message: str,
+    message: str | Callable[[], str],
     interval: float = 0.05,
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy, or fail."""
+    """Poll ``predicate`` until it returns something truthy, or fail.
+
+    ``message`` may be a function, called only on failure, to report the
+    state the wait ended in.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout} s: {message}")
+            what = message() if callable(message) else message
+            raise AssertionError(f"after {timeout} s: {what}")
         time.sleep(interval)
+
+
+def measured(name: str, seconds: float) -> None:
+    """Print a measured time where ``pytest -s`` and the docs pick it up."""
+    print(f"MEASURED {name}: {seconds:.2f}s")
 
 
 def make_conf(url: str, **overrides: float | str) -> cfg.ConfigOpts:

@@ -29,6 +29,7 @@ from servicegroup import api as sg_api
 from servicegroup import conf as sg_conf
 from servicegroup import exceptions
 from servicegroup.cmd import errors
+from servicegroup.drivers.tooz import urls
 
 LOG = logging.getLogger(__name__)
 
@@ -37,9 +38,6 @@ T = TypeVar("T")
 #: Extra time given to a call beyond the backend timeout, so the library's
 #: own (more precise) timeout error wins when it comes.
 DEADLINE_MARGIN = 0.5
-
-#: Query parameters whose values are secrets (as ``redact_url`` masks them).
-_SECRET_QUERY_WORDS = ("password", "key")
 
 
 def load_conf(
@@ -81,7 +79,7 @@ def secrets_in_url(url: object) -> list[str]:
         parts = urllib.parse.urlsplit(url)
         found = [parts.password or ""]
         for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-            if any(word in key.lower() for word in _SECRET_QUERY_WORDS):
+            if urls.is_secret_option(key):
                 found.append(value)
     except ValueError:
         # An unparseable URL may still hold a password between ':' and '@'.

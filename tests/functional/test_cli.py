@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from servicegroup.testing import servers
-from tests.support import FAST
+from tests.support import FAST, wait_until
 
 _SCRIPT = pathlib.Path(sys.executable).parent / "servicegroup"
 #: The installed console script (what the README runs), else the module.
@@ -254,14 +254,6 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline:
             found.append(cmdline)
     return found
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout} s: {what}")
-        time.sleep(0.05)
 
 
 # -- help and usage -----------------------------------------------------------

@@ -142,7 +142,7 @@ def test_stop_leaves_every_member(backend_url, group):
 
 def test_killed_member_process_goes_down(backend_url, group):
     if backend_url.startswith("fake://"):
-        pytest.skip("fake:// lives in one process; see test_fake_crash")
+        pytest.skip("fake:// lives in one process; see tests/unit/test_api.py")
     observer = support.make_api(backend_url)
     proc = support.start_member_process(backend_url, "host1", group)
     try:

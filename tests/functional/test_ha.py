@@ -4,8 +4,9 @@ In every case the server that is killed is one a member process is
 connected to (found from the process's own TCP connections), and the
 observer checks all along that no member is ever seen down:
 
-- memcached behind twemproxy (seeds 000 and 004): three memcached servers,
-  the one holding the group record is killed, then comes back empty;
+- memcached behind twemproxy (the Fuel and HA-guide set-ups): three
+  memcached servers, the one holding the group record is killed, then comes
+  back empty;
 - a three-node ZooKeeper ensemble, every host in the URL, losing the server
   of a member's session;
 - Redis Sentinel losing the master (tooz's sentinel URL options);
@@ -14,7 +15,7 @@ observer checks all along that no member is ever seen down:
 - the same over ``etcd3+https`` with client certificates.
 
 Members run in their own processes, observers in the test process. Bounds
-are the promises of ``DESIGN.md`` for the FAST timing of
+are the promises of the failure model for the FAST timing of
 :mod:`tests.support`, plus :data:`SLACK`; measured times are printed as
 ``MEASURED name: seconds`` (``pytest -s``); the longest heartbeat gap of
 each case is what ``doc/source/failure-model.rst`` reports.
@@ -51,10 +52,6 @@ REFRESH = FAST["servicegroup_refresh_interval"]
 SLACK = 3.0
 
 S = TypeVar("S", bound=servers.BackendServer)
-
-
-def measured(name: str, seconds: float) -> None:
-    print(f"MEASURED {name}: {seconds:.2f}s")
 
 
 def _require(kind: str) -> None:
@@ -178,13 +175,13 @@ def test_twemproxy_losing_the_memcached_with_the_group(group, cleanup):
     # their next beat. Observers keep every member they saw until its last
     # beat could have expired, so none is ever seen down meanwhile.
     gap = never_down(observer, group, ids, DOWN + retry_ms / 1000 + 2 * REPORT)
-    measured("twemproxy: longest heartbeat gap, none seen down", gap)
+    support.measured("twemproxy: longest heartbeat gap, none seen down", gap)
     took = support.timed_wait(
         lambda: whole(observer, group, ids, lost_at),
         bound,
         "whole again after the kill",
     )
-    measured("twemproxy: whole again after the group's memcached died", took)
+    support.measured("twemproxy: whole again after the group's memcached died", took)
     # Stays whole across the proxy's retries of the dead node.
     time.sleep(retry_ms / 1000 + 0.5)
     retried_at = time.time()
@@ -197,13 +194,13 @@ def test_twemproxy_losing_the_memcached_with_the_group(group, cleanup):
     holder.start()  # back, and empty: the keys that hash to it are gone
     back_at = time.time()
     gap = never_down(observer, group, ids, retry_ms / 1000 + 2 * REPORT + REFRESH)
-    measured("twemproxy: longest gap after the node came back, none down", gap)
+    support.measured("twemproxy: longest gap after the node came back, none down", gap)
     took = support.timed_wait(
         lambda: whole(observer, group, ids, back_at),
         bound,
         "whole again after the node came back empty",
     )
-    measured("twemproxy: whole again after the node came back empty", took)
+    support.measured("twemproxy: whole again after the node came back empty", took)
 
 
 def test_zookeeper_ensemble_losing_the_server_of_a_member(group, cleanup):
@@ -229,7 +226,7 @@ def test_zookeeper_ensemble_losing_the_server_of_a_member(group, cleanup):
     killed_at = time.time()
     # Longer than service_down_time: sessions move to the survivors.
     gap = never_down(observer, group, ids, DOWN + 2 * REPORT)
-    measured(
+    support.measured(
         f"zookeeper ensemble (killed {'leader' if target is leader else 'follower'}"
         "): longest heartbeat gap, none seen down",
         gap,
@@ -269,17 +266,17 @@ def test_redis_sentinel_losing_the_master(group, cleanup):
     # Sentinel needs down_after_ms to agree the master is gone, then
     # promotes the replica; the members' keys are on the replica already.
     gap = never_down(observer, group, ids, DOWN + 2 * REPORT)
-    measured("sentinel: longest heartbeat gap, none seen down", gap)
+    support.measured("sentinel: longest heartbeat gap, none seen down", gap)
     sentinel.wait_for_new_master((master.host, master.port), timeout=20)
     failover = time.monotonic() - killed_at
     named_at = time.time()
-    measured("sentinel: failover (sentinel's own)", failover)
+    support.measured("sentinel: failover (sentinel's own)", failover)
     took = support.timed_wait(
         lambda: whole(observer, group, ids, named_at),
         2 * REPORT + REFRESH + SLACK,
         "members up after the failover",
     )
-    measured("sentinel: whole again after the new master was named", took)
+    support.measured("sentinel: whole again after the new master was named", took)
 
 
 # -- etcd: every endpoint in the URL -----------------------------------------
@@ -337,7 +334,7 @@ def etcd_failover_case(
     target.kill()
     killed_at = time.time()
     gap = never_down(observer, group, ids, DOWN + 2 * REPORT)
-    measured(
+    support.measured(
         f"{name} (killed {'leader' if was_leader else 'follower'}): "
         "longest heartbeat gap, none seen down",
         gap,

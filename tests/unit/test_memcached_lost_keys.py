@@ -38,6 +38,15 @@ class _Memcached:
         self.items[key] = value
         return True
 
+    def incr(self, key: bytes, value: int) -> int | None:
+        if key not in self.items:
+            return None
+        self.items[key] = str(int(self.items[key]) + value).encode()
+        return int(self.items[key])
+
+    def add(self, key: bytes, value: Any, noreply: bool = True) -> bool:
+        return self.items.setdefault(key, value) is value
+
 
 World = tuple[Any, _Memcached, list[float]]
 

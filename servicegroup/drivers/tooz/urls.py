@@ -74,8 +74,18 @@ def redact_url(url: str) -> str:
     )
 
 
+#: Words that make a URL query option a secret (``password``, ``ssl_key``,
+#: ``sentinel_password``...): their values are masked wherever shown.
+SECRET_OPTION_WORDS = ("password", "key")
+
+
+def is_secret_option(key: str) -> bool:
+    """Whether the value of the URL query option ``key`` is a secret."""
+    return any(word in key.lower() for word in SECRET_OPTION_WORDS)
+
+
 def _redact_query_value(key: str, value: str) -> str:
-    if "password" in key.lower() or "key" in key.lower():
+    if is_secret_option(key):
         return "***"
     if key == HOSTS_OPTION and "@" in value:
         # Nothing in tooz reads credentials from here, but an endpoint

@@ -1,13 +1,14 @@
 """Real backend servers for functional tests and benchmarks.
 
 The contract suite runs the same tests against every backend tooz can reach
-(see ``STYLE.md``, "One contract suite, every backend"), and the liveness
-promises in ``DESIGN.md`` (self-healing after a backend restarts empty, fail
-static while it is paused, rejoining after a ZooKeeper session expires) can
-only be checked against the real thing.  This package starts those servers
-as child processes of the test run, on free loopback ports, each with its
-data in its own temporary directory, so tests never touch a server the
-machine is already running and never listen on anything but ``127.0.0.1``.
+(``tests/functional/test_contract.py``), and the liveness promises of the
+failure model (``doc/source/failure-model.rst``: self-healing after a
+backend restarts empty, fail static while it is paused, rejoining after a
+ZooKeeper session expires) can only be checked against the real thing. This
+package starts those servers as child processes of the test run, on free
+loopback ports, each with its data in its own temporary directory, so tests
+never touch a server the machine is already running and never listen on
+anything but ``127.0.0.1``.
 
 Every server object has the same life cycle::
 

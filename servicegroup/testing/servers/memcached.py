@@ -122,7 +122,8 @@ class NutcrackerProxy(BackendServer):
     With ``auto_eject_hosts`` a dead memcached node is taken out of the
     ketama ring after ``server_failure_limit`` failures and retried after
     ``server_retry_timeout`` ms, so its keys move to other nodes: the
-    "memcached node behind a proxy died" case in ``DESIGN.md``.
+    "memcached node behind a proxy died" case of the failure model
+    (``doc/source/failure-model.rst``).
 
     The memcached servers are not owned: start and close them yourself
     (``start()`` here does start any that are not running, for
