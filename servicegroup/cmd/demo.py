@@ -33,7 +33,7 @@ from typing import IO
 
 from oslo_config import cfg
 
-from servicegroup import exceptions, membership, partition, validation
+from servicegroup import exceptions, membership, ring, validation
 from servicegroup.cmd import backend as sg_backend
 from servicegroup.cmd import errors, render
 
@@ -256,10 +256,31 @@ class View:
 # -- the ring -----------------------------------------------------------------
 
 
-def ring_owners(members: Sequence[str]) -> dict[str, str]:
+class Placement(Mapping[str, str]):
+    """Work item -> owning member on one ring (``""`` on an empty ring).
+
+    The ring is kept: what moved from one placement to the next is a
+    :class:`~servicegroup.ring.Rebalance`, computed as a
+    :class:`~servicegroup.partition.Partitioner` computes it for its users.
+    """
+
+    def __init__(self, hash_ring: ring.HashRing) -> None:
+        self.ring = hash_ring
+        self._owners = {item: hash_ring.owner(item) or "" for item in RING_ITEMS}
+
+    def __getitem__(self, item: str) -> str:
+        return self._owners[item]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owners)
+
+    def __len__(self) -> int:
+        return len(self._owners)
+
+
+def ring_owners(members: Sequence[str]) -> Placement:
     """Item -> owning member on a hash ring of ``members``."""
-    ring = partition.HashRing(sorted(members))
-    return {item: ring.owner(item) or "" for item in RING_ITEMS}
+    return Placement(ring.HashRing(sorted(members)))
 
 
 def _counts(counter: Mapping[str, int]) -> str:
@@ -275,11 +296,13 @@ def ring_shares(owners: Mapping[str, str]) -> str:
     )
 
 
-def ring_moves(before: Mapping[str, str], after: Mapping[str, str]) -> list[str]:
+def ring_moves(before: Placement, after: Placement) -> list[str]:
     """What a membership change did to the ring, in sentences."""
-    moved = [item for item in RING_ITEMS if before[item] != after[item]]
-    old, new = set(before.values()), set(after.values())
-    gone, came = sorted(old - new), sorted(new - old)
+    # The demo only observes (no member_id), and the sentences name no
+    # group (so an empty group_id).
+    change = ring.Rebalance.between(before.ring, after.ring, group_id="")
+    moved = change.moved(RING_ITEMS)
+    gone, came = sorted(change.left), sorted(change.joined)
     sources = collections.Counter(before[item] for item in moved)
     targets = collections.Counter(after[item] for item in moved)
     share = 100 * len(moved) / len(RING_ITEMS)
@@ -508,7 +531,7 @@ class Demo:
             )
         return max(0.0, seen - action)
 
-    def crash(self, owners: dict[str, str]) -> dict[str, str]:
+    def crash(self, owners: Placement) -> Placement:
         victim = self.fleet.members[member_name(2)]
         self.heading(
             f"2. Killing {victim.member_id} with SIGKILL: a crash, it cannot "
@@ -542,7 +565,7 @@ class Demo:
             self.say(f"   {line}")
         return after
 
-    def stop_one(self, owners: dict[str, str]) -> tuple[dict[str, str], MemberProcess]:
+    def stop_one(self, owners: Placement) -> tuple[Placement, MemberProcess]:
         member = self.fleet.members[member_name(3)]
         self.heading(
             f"3. Stopping {member.member_id} with SIGTERM: a clean stop, it "
@@ -574,9 +597,9 @@ class Demo:
 
     def restart(
         self,
-        owners: dict[str, str],
+        owners: Placement,
         member: MemberProcess,
-        before_stop: dict[str, str],
+        before_stop: Placement,
     ) -> None:
         self.heading(f"4. Restarting {member.member_id}, now advertising version=1.1.")
         started = time.monotonic()
