@@ -192,14 +192,24 @@ class Backend:
             errors.ExitCode.UNKNOWN_GROUP,
         )
 
-    def close(self) -> None:
-        """Stop the API (leaving what this process joined), bounded in time."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the API (leaving what this process joined), bounded in time.
+
+        Waits at most ``timeout`` seconds (the backend timeout plus a margin
+        when None); what is not done by then is abandoned.
+        """
+        limit = self.timeout + DEADLINE_MARGIN if timeout is None else timeout
         try:
-            call_with_deadline(
-                self.api.stop, self.timeout + DEADLINE_MARGIN, "stopping"
-            )
+            call_with_deadline(self.api.stop, limit, "stopping")
         except exceptions.ServiceGroupError as exc:
             LOG.debug("Ignoring an error while stopping: %s", exc)
+
+
+#: How long an interrupted command waits for the API to stop. Ctrl-C means
+#: now: the one-shot commands hold no member whose leave could be lost, and
+#: a backend that does not answer would otherwise keep the operator waiting
+#: a whole backend timeout.
+INTERRUPTED_STOP_TIMEOUT = 0.5
 
 
 @contextlib.contextmanager
@@ -208,5 +218,10 @@ def open_backend(conf: cfg.ConfigOpts) -> Iterator[Backend]:
     backend = Backend(conf)
     try:
         yield backend
-    finally:
+    except KeyboardInterrupt:
+        backend.close(INTERRUPTED_STOP_TIMEOUT)
+        raise
+    except BaseException:
         backend.close()
+        raise
+    backend.close()
