@@ -45,6 +45,9 @@ class MembershipChange:
 
 WatchCallback = Callable[[MembershipChange], None]
 
+#: Stands for a member that had no record in the previous fetch.
+_NO_RECORD = object()
+
 
 @dataclasses.dataclass(frozen=True)
 class GroupView:
@@ -87,6 +90,11 @@ class MembershipCache:
         # clock.monotonic(), ids that were up before the outage or loss).
         self._grace: dict[str, tuple[float, frozenset[str]]] = {}
         self._unreachable: set[str] = set()
+        # The records of each group's latest fetch. A fetch that returns
+        # the very same record object again (ZooKeeper's, fed by watches,
+        # returns unchanged records so) keeps the same Member: at 10,000
+        # members, decoding them all again was most of a refresh.
+        self._records: dict[str, Mapping[str, Any]] = {}
         self._timer = clock.schedule(
             "servicegroup-refresh", self._refresh_all, timing.refresh_interval
         )
@@ -273,7 +281,18 @@ class MembershipCache:
                     members[member_id] = dataclasses.replace(
                         known, is_up=False, stale=False
                     )
+        before = old.members if old is not None else {}
+        previous = self._records.get(group_id, {})
         for member_id, record in raw.items():
+            same = before.get(member_id)
+            if (
+                same is not None
+                and same.is_up
+                and not same.stale
+                and previous.get(member_id, _NO_RECORD) is record
+            ):
+                members[member_id] = same
+                continue
             caps, updated_at = sg_member.from_envelope(record)
             members[member_id] = sg_member.Member(
                 id=member_id,
@@ -282,6 +301,7 @@ class MembershipCache:
                 capabilities=caps,
                 updated_at=updated_at,
             )
+        self._records[group_id] = raw
         return GroupView(
             group_id,
             members,

@@ -146,6 +146,16 @@ def groups(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
     return errors.ExitCode.OK
 
 
+#: What ``check`` reports of the driver's settings: the timeout asked for,
+#: the one the server granted, and when dead members expire.
+_EXPIRY_KEYS = (
+    "service_down_time",
+    "membership_timeout",
+    "granted_membership_timeout",
+    "expiry",
+)
+
+
 def check(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
     """Exit 0 when the backend answers, with the round-trip time.
 
@@ -173,6 +183,12 @@ def check(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
         round_trip_ms=round((done - connected) * 1000, 3),
         groups=len(found),
     )
+    # Read again now that a coordinator connected: what the server granted
+    # (a ZooKeeper session timeout, an etcd lease TTL) is known only then.
+    settings = backend.api.describe()
+    for key in _EXPIRY_KEYS:
+        if key in settings:
+            report[key] = settings[key]
     if args.format == "json":
         out.write(render.dumps(report) + "\n")
     else:
@@ -181,4 +197,6 @@ def check(args: argparse.Namespace, conf: cfg.ConfigOpts, out: IO[str]) -> int:
             f"(connecting and first answer {report['connect_ms']:.1f} ms; "
             f"{len(found)} group{'' if len(found) == 1 else 's'})\n"
         )
+        if report.get("expiry"):
+            out.write(f"Expiry: {report['expiry']}.\n")
     return errors.ExitCode.OK

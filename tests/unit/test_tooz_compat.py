@@ -84,3 +84,45 @@ def test_kazoo_private_names_are_checked(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delattr(kazoo_client.KazooClient, "ensure_path_async")
     with pytest.raises(compat.ToozIncompatible, match="ensure_path_async"):
         compat.check_zookeeper()
+
+
+def test_what_server_limits_reads_of_kazoo_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kazoo.protocol import connection as kazoo_connection
+
+    monkeypatch.delattr(kazoo_connection.ConnectionHandler, "_connect")
+    with pytest.raises(compat.ToozIncompatible, match="ConnectionHandler._connect"):
+        compat.check_zookeeper()
+
+
+def test_a_changed_kazoo_read_timeout_is_found_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # server_limits derives the negotiated session timeout from kazoo's
+    # read timeout: a kazoo that computed it otherwise would be misread.
+    from kazoo.protocol import connection as kazoo_connection
+
+    source = compat.inspect.getsource(kazoo_connection)
+    monkeypatch.setattr(
+        compat.inspect,
+        "getsource",
+        lambda module: source.replace("* 2.0 / 3.0", "* 0.5"),
+    )
+    with pytest.raises(compat.ToozIncompatible, match="2/3 of the negotiated"):
+        compat.check_zookeeper()
+
+
+def test_the_etcd_lease_server_limits_reads_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a tooz whose etcd driver renamed its lease would look like.
+    names = compat._code_names
+    monkeypatch.setattr(
+        compat, "_code_names", lambda klass: names(klass) - {"_membership_lease"}
+    )
+    with pytest.raises(compat.ToozIncompatible) as caught:
+        compat.check_etcd()
+    assert caught.value.missing == [
+        "tooz.drivers.etcd3gw.Etcd3Driver._membership_lease"
+    ]

@@ -5,7 +5,9 @@ handling of :mod:`.session` use tooz's private names (``_joined_groups``,
 ``_client``, ``_coord``, the Redis script templates, the file driver's
 on-disk layout), two of kazoo's (``_stopped``, ``last_zxid``) and
 etcd3gw's client internals that the failover client (:mod:`.etcd`) builds
-on (``_api_path``, ``_discover_api_path``, ``base_url``). A tooz
+on (``_api_path``, ``_discover_api_path``, ``base_url``); reading back
+what the server granted (:mod:`.server_limits`) uses kazoo's
+``_connection._connect`` and tooz's etcd ``_membership_lease``. A tooz
 release may rename any of them; without this check the first sign would be
 an AttributeError deep in a heartbeat. Each ``check_*`` function raises
 :class:`ToozIncompatible`, naming the tooz version found and every missing
@@ -158,11 +160,14 @@ def check_redis() -> None:
                     "_decode_member_id",
                     "_dumps",
                     "_loads",
+                    "_encode_beat_id",
                 )
             ),
             uses(driver, "_client"),
             uses(driver, "_parsed_url"),
             uses(driver, "_beat_prefix"),
+            uses(driver, "membership_timeout"),
+            uses(driver, "_acquired_locks"),
             # Our Lua scripts use the placeholder tooz fills in its own.
             mentions(
                 tooz_redis, "group_existence_key", "the ${group_existence_key} template"
@@ -198,6 +203,7 @@ def check_memcached() -> None:
 def check_zookeeper() -> None:
     """tooz's ZooKeeper driver and kazoo (fixes and session use both)."""
     from kazoo import client as kazoo_client
+    from kazoo.protocol import connection as kazoo_connection
     from tooz.drivers import zookeeper as tooz_zookeeper
 
     driver = tooz_zookeeper.KazooDriver
@@ -212,6 +218,20 @@ def check_zookeeper() -> None:
             has(kazoo, "connected"),
             has(kazoo, "close"),
             has(kazoo, "ensure_path_async"),
+            # server_limits wraps _connect and derives the negotiated
+            # session timeout from the read timeout it returns.
+            uses(kazoo, "_connection"),
+            has(kazoo_connection.ConnectionHandler, "_connect"),
+            mentions(
+                kazoo_connection,
+                "read_timeout = negotiated_session_timeout * 2.0 / 3.0",
+                "the read timeout as 2/3 of the negotiated session timeout",
+            ),
+            mentions(
+                kazoo_connection,
+                "return read_timeout, connect_timeout",
+                "_connect returning (read_timeout, connect_timeout)",
+            ),
         ]
     )
 
@@ -231,6 +251,9 @@ def check_etcd() -> None:
     require(
         [
             uses(driver, "client"),
+            # server_limits asks for the TTL granted to this lease.
+            uses(driver, "_membership_lease"),
+            uses(etcd3gw_lease.Lease, "id"),
             has(Etcd3Client, "post"),
             has(Etcd3Client, "get_url"),
             has(Etcd3Client, "_discover_api_path"),

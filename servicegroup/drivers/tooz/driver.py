@@ -69,6 +69,9 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
         self._membership = membership.MembershipCache(
             self._observer.fetch, self._clock, self._timing
         )
+        # Joins and leaves that the backend reports (ZooKeeper's watches)
+        # reach the view at once, not at the next refresh.
+        self._observer.on_change = self._membership.wake
 
     def _in_this_process(self) -> None:
         """Start over if this is a child forked since the driver was built.
@@ -112,6 +115,8 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             "service_down_time": self._timing.service_down_time,
             "refresh_interval": self._timing.refresh_interval,
             **self._backend.effective,
+            # What the server grants instead (ZooKeeper, etcd may differ).
+            **self._backend.limits.describe(),
         }
 
     def join(

@@ -24,7 +24,7 @@ from tooz import coordination
 
 from servicegroup import conf as sg_conf
 from servicegroup import exceptions, heartbeat
-from servicegroup.drivers.tooz import kazoo_logs
+from servicegroup.drivers.tooz import kazoo_logs, server_limits, zookeeper_view
 from servicegroup.drivers.tooz.errors import (
     _AlreadyExists,
     _Undecodable,
@@ -81,6 +81,14 @@ class ToozBackend:
         self.timing = timing
         self.check_options()
         self.effective = self._effective_timeouts(url_options)
+        #: What the server grants instead, read back as coordinators connect.
+        self.limits = server_limits.for_backend(
+            self.scheme,
+            self.redacted_url,
+            self.effective["membership_timeout"],
+            timing,
+            self.options,
+        )
         #: A file:// directory that does not exist yet: tooz creates it, with
         #: its missing parents, and that is said once it happened.
         self._will_create = (
@@ -101,7 +109,7 @@ class ToozBackend:
         )
         # For ZooKeeper this is the session timeout asked for: the server
         # clamps it to its minSessionTimeout..maxSessionTimeout (2..20 x
-        # tickTime by default) and kazoo keeps the negotiated value private.
+        # tickTime by default); self.limits reads back what it granted.
         return {"membership_timeout": float(merged.get(key, 0) or 0)}
 
     def _new_coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
@@ -160,6 +168,7 @@ class ToozBackend:
     def coordinator(self, tooz_member: bytes) -> coordination.CoordinationDriver:
         """A started coordinator for ``tooz_member``."""
         coord = self._new_coordinator(tooz_member)
+        self.limits.before_start(coord)
         what = f"connecting to {self.redacted_url}"
         try:
             with translate_errors(what):
@@ -184,6 +193,7 @@ class ToozBackend:
                 "use this same directory to see each other",
                 created,
             )
+        self.limits.after_start(coord)
         return coord
 
     def _all_refused(self) -> bool:
@@ -395,6 +405,11 @@ class ToozObserver:
         self._closed = False
         self._lock = threading.Lock()
         self._undecodable_groups: set[str] = set()
+        #: Called when a watch says that a group read before changed (set
+        #: by the driver to the membership view's wake).
+        self.on_change: Callable[[], None] = lambda: None
+        #: On ZooKeeper: the groups read so far, kept current by watches.
+        self._watched: zookeeper_view.WatchedGroups | None = None
 
     def _coordinator(self) -> coordination.CoordinationDriver:
         if self._coord is None:
@@ -444,21 +459,39 @@ class ToozObserver:
     def fetch(self, group_id: str) -> dict[str, Any]:
         """Members of ``group_id`` that are alive -> their stored record."""
         group = group_id.encode()
-        try:
-            raw = self._read(
-                f"reading group {group_id}",
-                lambda c: c.get_members_with_capabilities(group),
-            )
-        except _Undecodable as exc:
-            raw = self._fetch_one_by_one(group_id, exc)
+        what = f"reading group {group_id}"
+        if self._backend.is_zookeeper:
+            # N + 1 requests per refresh with tooz: only the changes here.
+            read = self._read(what, lambda c: self._watched_groups(c).read(group))
+            if read.undecodable is not None:
+                self._warn_undecodable(
+                    group_id, f"{what}: undecodable record: {read.undecodable}"
+                )
+            raw = read.records
+        else:
+            try:
+                raw = self._read(what, lambda c: c.get_members_with_capabilities(group))
+            except _Undecodable as exc:
+                raw = self._fetch_one_by_one(group_id, exc)
         return {member_id_from_tooz(k, group_id): v for k, v in raw.items()}
 
-    def _fetch_one_by_one(self, group_id: str, cause: _Undecodable) -> dict[bytes, Any]:
-        # tooz decodes a whole group at once, so one record it cannot read
-        # (a Liberty zk driver's znode under the same prefix during an
-        # upgrade, another program's data) would hide every member. Read
-        # them one by one instead: such a member is alive (it is listed)
-        # but has no capabilities to show.
+    def _watched_groups(
+        self, coord: coordination.CoordinationDriver
+    ) -> zookeeper_view.WatchedGroups:
+        # Called under the lock; the watches live on this coordinator's
+        # client, so a new coordinator starts with new ones.
+        watched = self._watched
+        if watched is None or watched.coordinator is not coord:
+            if watched is not None:
+                watched.close()
+            watched = self._watched = zookeeper_view.WatchedGroups(
+                coord, lambda: self.on_change()
+            )
+        return watched
+
+    def _warn_undecodable(self, group_id: str, cause: object) -> None:
+        # Once per group: such a member is alive (it is listed) but has no
+        # capabilities to show.
         if group_id not in self._undecodable_groups:
             self._undecodable_groups.add(group_id)
             LOG.warning(
@@ -467,6 +500,13 @@ class ToozObserver:
                 group_id,
                 cause,
             )
+
+    def _fetch_one_by_one(self, group_id: str, cause: _Undecodable) -> dict[bytes, Any]:
+        # tooz decodes a whole group at once, so one record it cannot read
+        # (a Liberty zk driver's znode under the same prefix during an
+        # upgrade, another program's data) would hide every member. Read
+        # them one by one instead.
+        self._warn_undecodable(group_id, cause)
         group = group_id.encode()
         raw: dict[bytes, Any] = {}
         for tooz_member in self._read(
@@ -495,6 +535,9 @@ class ToozObserver:
         self._read(f"deleting group {group_id}", lambda c: c.delete_group(group))
 
     def _close_locked(self) -> None:
+        if self._watched is not None:
+            self._watched.close()
+            self._watched = None
         if self._coord is not None:
             _stop_quietly(self._coord)
             self._coord = None
