@@ -36,6 +36,17 @@ RECONNECT_AFTER_FAILURES = 5
 IDLE = 3600.0
 
 
+class Reset(enum.Enum):
+    """What :meth:`MemberSession.reset` did, and so what the agent does next."""
+
+    #: The connection was closed: the agent connects and joins again.
+    RECONNECT = "reconnect"
+    #: The connection stays open and gets going again by itself (a
+    #: ZooKeeper session, whose node would go with it): the agent keeps
+    #: beating on it.
+    IN_PLACE = "in place"
+
+
 class MemberSession(abc.ABC):
     """One member's handle on one group in the backend.
 
@@ -59,16 +70,20 @@ class MemberSession(abc.ABC):
     def refresh(self, record: Mapping[str, Any]) -> None:
         """Rewrite the member's record; raise MemberNotFound if it is gone."""
 
-    def confirm(self) -> bool:
+    #: Whether :meth:`confirm` can stand in for :meth:`refresh`: true for a
+    #: backend where :meth:`beat` alone keeps the member's heartbeat time
+    #: visible to observers, so its record needs writing only when the
+    #: capabilities change. False (the default): the record is rewritten
+    #: every round.
+    confirms_membership: bool = False
+
+    def confirm(self) -> None:
         """Check, without writing, that the member is still in the group.
 
-        For a backend where :meth:`beat` alone keeps the member's heartbeat
-        time visible to observers, so its record needs writing only when
-        the capabilities change. Raises ``MemberNotFound`` or
-        ``GroupNotFound`` when the member is gone; returns False when the
-        record must be rewritten every round instead (the default).
+        Only called where :attr:`confirms_membership` is true. Raises
+        ``MemberNotFound`` or ``GroupNotFound`` when the member is gone.
         """
-        return False
+        raise NotImplementedError(f"{type(self).__name__} does not confirm")
 
     @abc.abstractmethod
     def leave(self) -> None:
@@ -78,16 +93,15 @@ class MemberSession(abc.ABC):
     def close(self) -> None:
         """Close the connection; never raises."""
 
-    def reset(self) -> bool:
+    def reset(self) -> Reset:
         """Get a client that stopped making progress going again.
 
         Called after :data:`RECONNECT_AFTER_FAILURES` failed rounds in a
         row. Must not remove the member: an observer would see it down while
-        it is alive. Returns True when the connection was closed (the agent
-        connects and joins again), False when it is still open.
+        it is alive. The default closes the connection.
         """
         self.close()
-        return True
+        return Reset.RECONNECT
 
 
 class _Goal(enum.Enum):
@@ -167,9 +181,13 @@ class MemberAgent:
         When the wait is cut short the agent still leaves (and ends its
         thread) as soon as the backend lets it.
         """
+        deadline = self._clock.monotonic() + timeout
         done = self._clock.wait(self._left, timeout)
         if done:
-            self._timer.cancel(timeout=timeout)
+            # What is left of the wait, not all of it again: the thread may
+            # still be closing the connection to a backend that stopped
+            # answering after the leave.
+            self._timer.cancel(timeout=max(0.0, deadline - self._clock.monotonic()))
         return done
 
     def abandon(self) -> None:
@@ -225,7 +243,8 @@ class MemberAgent:
             LOG.info("Member %s joined group %s", self.member_id, self.group_id)
             return
         try:
-            if capabilities is self._written and self._session.confirm():
+            if capabilities is self._written and self._session.confirms_membership:
+                self._session.confirm()
                 return
             self._session.refresh(record)
             self._written = capabilities
@@ -260,7 +279,10 @@ class MemberAgent:
             delay,
             exc,
         )
-        if self._failures % RECONNECT_AFTER_FAILURES == 0 and self._session.reset():
+        if (
+            self._failures % RECONNECT_AFTER_FAILURES == 0
+            and self._session.reset() is Reset.RECONNECT
+        ):
             self._connected = False
             self._joined = False
         return delay

@@ -6,15 +6,22 @@ returns how many seconds to wait before the next round. A :class:`Clock`
 runs tasks. :class:`SystemClock` gives each task a daemon thread;
 :class:`servicegroup.testing.FakeClock` runs them inline when a test advances
 time, which makes timing behaviour deterministic without sleeping.
+
+Background threads start with every asynchronous signal blocked
+(:func:`start_thread`), so that a signal sent to the process always reaches
+one of the host's threads, where its handler can run.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
+import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from servicegroup import exceptions, process
 
@@ -59,6 +66,72 @@ class Clock(abc.ABC):
         """Wait for ``event`` up to ``timeout`` seconds; True if it is set."""
 
 
+#: Signals a fault raises in the thread that caused it, and those nothing
+#: can block: never blocked (faulthandler must still see a crash).
+_SYNCHRONOUS_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in (
+        "SIGSEGV",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGSYS",
+        "SIGABRT",
+        "SIGKILL",
+        "SIGSTOP",
+    )
+    if hasattr(signal, name)
+)
+
+
+def _green_threads() -> bool:
+    # Under eventlet's monkey-patching a "thread" is a greenlet on the
+    # calling OS thread: it has no signal mask of its own to set.
+    patcher = sys.modules.get("eventlet.patcher")
+    return patcher is not None and bool(patcher.is_monkey_patched("thread"))
+
+
+@contextlib.contextmanager
+def host_signals_blocked() -> Iterator[None]:
+    """Block the asynchronous signals in this thread, for threads it starts.
+
+    A thread inherits the signal mask of the thread that starts it, so
+    threads started in the block (ours, and those a client library starts
+    from them, such as kazoo's) never take a signal meant for the host
+    service. Why it matters: the kernel hands a signal sent to the process
+    (SIGTERM, SIGINT, SIGHUP) to any thread that does not block it, and it
+    passes the main thread over while that thread is stopped or still
+    waking up, which is the case for a SIGTERM sent with SIGCONT to a
+    paused process (what systemd does). CPython runs the Python handler
+    only in the main thread, and does not wake a main thread that waits
+    without a timeout (``Event.wait()``, ``Thread.join()``): the host's
+    SIGTERM handler, which calls ``API.stop()``, never ran, and the member
+    went on beating, seen up, in a process that never exited (issue 12).
+    Blocked here, such a signal stays pending until a host thread takes it.
+
+    A no-op where there is no ``pthread_sigmask`` and under eventlet.
+    """
+    if not hasattr(signal, "pthread_sigmask") or _green_threads():
+        yield
+        return
+    blocked = set(signal.valid_signals()) - _SYNCHRONOUS_SIGNALS
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start a background thread that leaves signals to the host's threads.
+
+    See :func:`host_signals_blocked`.
+    """
+    with host_signals_blocked():
+        thread.start()
+
+
 def run_task_safely(name: str, task: Task) -> float:
     """Run one round of ``task``; a task that raises is retried, not lost."""
     try:
@@ -77,7 +150,7 @@ class _ThreadTimer(Timer):
             target=self._run, args=(delay,), name=name, daemon=True
         )
         try:
-            self._thread.start()
+            start_thread(self._thread)
         except RuntimeError as exc:
             # "can't start new thread": the process or the host ran out of
             # threads (kernel.pid_max, ulimit -u). Say so in our own terms.

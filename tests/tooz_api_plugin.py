@@ -5,8 +5,9 @@
 tests.tooz_api_plugin``. The plugin:
 
 * routes ``tooz.coordination.get_coordinator`` to our subclass of the tooz
-  driver for the URL's scheme (:func:`servicegroup.drivers.tooz.fixes.
-  _driver_override`), built the way tooz builds its own, unless
+  driver for the URL's scheme (``driver_class()`` of its backend in
+  :mod:`servicegroup.drivers.tooz.backends`), built the way tooz builds its
+  own, unless
   ``SERVICEGROUP_TOOZ_SUITE_DRIVERS=tooz`` asks for tooz's drivers (to check
   that an expected failure is tooz's, not ours);
 * marks the tests that cannot apply (skip) or that tooz's own driver fails
@@ -28,7 +29,7 @@ import pytest
 from oslo_utils import netutils
 from tooz import coordination
 
-from servicegroup.drivers.tooz import fixes
+from servicegroup.drivers.tooz.backends import registry
 
 #: (backend, test name) -> ("skip" or "xfail", why). Backends are the names
 #: of tests/functional/test_tooz_api_suite.py.
@@ -59,7 +60,7 @@ def _get_coordinator(
 ) -> coordination.CoordinationDriver:
     """tooz's get_coordinator, building our subclass where we have one."""
     parsed = netutils.urlsplit(backend_url)
-    driver_class = fixes._driver_override(parsed.scheme)
+    driver_class = registry.for_scheme(parsed.scheme).driver_class()
     if driver_class is None:
         coord = _ORIGINAL(backend_url, member_id, characteristics, **kwargs)
     else:

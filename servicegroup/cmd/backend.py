@@ -29,7 +29,6 @@ from servicegroup import api as sg_api
 from servicegroup import conf as sg_conf
 from servicegroup import exceptions
 from servicegroup.cmd import errors
-from servicegroup.drivers.tooz import urls
 
 LOG = logging.getLogger(__name__)
 
@@ -73,13 +72,18 @@ def secrets_in_url(url: object) -> list[str]:
     Both the text as written and its percent-decoded form are returned,
     since either may end up in a message.
     """
+    # Imported here: the tooz package imports futurist, which imports
+    # eventlet, whose deprecation warning the command silences only once it
+    # runs (cmd.main._quiet_library_warnings).
+    from servicegroup.drivers.tooz import urls as tooz_urls
+
     if not isinstance(url, str):
         return []
     try:
         parts = urllib.parse.urlsplit(url)
         found = [parts.password or ""]
         for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
-            if urls.is_secret_option(key):
+            if tooz_urls.is_secret_option(key):
                 found.append(value)
     except ValueError:
         # An unparseable URL may still hold a password between ':' and '@'.

@@ -18,7 +18,8 @@ import pytest
 from pymemcache.client.base import Client as MemcacheClient
 from tooz import coordination
 
-from servicegroup.drivers.tooz import fixes, urls
+from servicegroup.drivers.tooz import urls
+from servicegroup.drivers.tooz.backends import memcached as memcached_backend
 from servicegroup.testing import servers
 from tests import support
 
@@ -78,7 +79,7 @@ def _coordinator(url: str, member: bytes) -> Any:
     """Our memcached coordinator, started, with a 2 s membership timeout."""
     parts = urllib.parse.urlparse(url)
     options = {"membership_timeout": ["2"], "timeout": ["2"]}
-    coord = fixes._memcached_driver()(member, parts, options)
+    coord = memcached_backend._memcached_driver()(member, parts, options)
     coord.start()
     return coord
 

@@ -153,6 +153,7 @@ def test_a_reset_client_keeps_the_heartbeat_key(client, redis_server, group) -> 
     (tooz's stop does), or the next observer read prunes a live member;
     leaving does delete it."""
     from servicegroup import conf as sg_conf
+    from servicegroup import heartbeat
     from servicegroup.drivers.tooz import session as tooz_session
 
     timing = sg_conf.timing_from_conf(support.make_conf(redis_server.url))
@@ -168,7 +169,7 @@ def test_a_reset_client_keeps_the_heartbeat_key(client, redis_server, group) -> 
     member.beat()
     member.join({"capabilities": {}})
     assert heartbeat_keys()
-    assert member.reset() is True  # closed: the agent connects again
+    assert member.reset() is heartbeat.Reset.RECONNECT  # closed: connect again
     assert heartbeat_keys(), "the reset deleted the heartbeat key"
     member.connect()
     member.leave()

@@ -2,7 +2,7 @@
 
 tooz ships its API suite (``tooz/tests/test_coordination.py``) in its wheel.
 It runs here, in a subprocess per backend, against ``fake://`` and against
-our subclasses of tooz's drivers (``servicegroup/drivers/tooz/fixes.py``)
+our subclasses of tooz's drivers (``servicegroup/drivers/tooz/backends/``)
 on the real servers the suite starts: a tooz upgrade that changes what our
 subclasses lean on fails here first. ``tests/tooz_api_plugin.py`` routes
 tooz's ``get_coordinator`` to our subclasses and holds the list of tests
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from servicegroup.drivers.tooz import fixes, urls
+from servicegroup.drivers.tooz.backends import registry
 from tests import tooz_api_plugin
 from tests.functional.conftest import SERVER_KINDS
 
@@ -131,7 +131,7 @@ def _suite() -> str:
 
 def _expected_driver(url: str) -> str:
     scheme = urllib.parse.urlsplit(url).scheme
-    override = fixes._driver_override(scheme)
+    override = registry.for_scheme(scheme).driver_class()
     if override is not None:
         return f"{override.__module__}.{override.__qualname__}"
     if scheme == "fake":
@@ -144,10 +144,10 @@ def suite_url(url: str) -> str:
 
     tooz gives each coordinator a thread pool whose shutdown takes a second
     (the suite makes hundreds); servicegroup asks for tooz's synchronous
-    executor on these schemes (``urls.EXECUTOR_SCHEMES``), so that is what
+    executor on these schemes (``registry.EXECUTOR_SCHEMES``), so that is what
     is worth testing, and it runs the suite ten times faster.
     """
-    if urllib.parse.urlsplit(url).scheme not in urls.EXECUTOR_SCHEMES:
+    if urllib.parse.urlsplit(url).scheme not in registry.EXECUTOR_SCHEMES:
         return url
     return url + ("&" if "?" in url else "?") + "executor=synchronous"
 

@@ -17,7 +17,9 @@ from etcd3gw import exceptions as etcd3gw_exc
 from etcd3gw.lease import Lease
 
 from servicegroup import exceptions
-from servicegroup.drivers.tooz import compat, etcd, fixes, urls
+from servicegroup.drivers.tooz import compat, etcd, urls
+from servicegroup.drivers.tooz.backends import etcd as etcd_backend
+from servicegroup.drivers.tooz.backends import registry
 
 H1, H2, H3 = ("10.0.0.1", 2379), ("10.0.0.2", 2379), ("10.0.0.3", 2380)
 
@@ -86,7 +88,7 @@ def _status(client: etcd.FailoverClient) -> Any:
 
 
 def _endpoints(url: str) -> list[tuple[str, int]]:
-    return urls.etcd_endpoints(urllib.parse.urlsplit(url))
+    return etcd_backend.etcd_endpoints(urllib.parse.urlsplit(url))
 
 
 def test_the_url_host_comes_first_then_each_hosts_option() -> None:
@@ -108,21 +110,21 @@ def test_an_endpoint_that_is_not_host_port_is_refused_before_any_traffic(
     bad: str,
 ) -> None:
     with pytest.raises(exceptions.InvalidURL, match="HOST\\[:PORT\\]"):
-        urls.parse_url(f"etcd3+http://h1:2379?hosts={urllib.parse.quote(bad)}")
+        registry.parse_url(f"etcd3+http://h1:2379?hosts={urllib.parse.quote(bad)}")
 
 
 def test_endpoints_for_describe_and_the_cli_carry_no_secret() -> None:
-    assert urls.endpoints("etcd3+https://h1:2379?hosts=h2:2379&hosts=[::1]") == [
+    assert registry.endpoints("etcd3+https://h1:2379?hosts=h2:2379&hosts=[::1]") == [
         "h1:2379",
         "h2:2379",
         "[::1]:2379",
     ]
-    assert urls.endpoints("kazoo://u:pw@z1:2181?hosts=z2:2181") == [
+    assert registry.endpoints("kazoo://u:pw@z1:2181?hosts=z2:2181") == [
         "z1:2181",
         "z2:2181",
     ]
-    assert urls.endpoints("redis://:secret@r1:6379") == ["r1:6379"]
-    assert urls.endpoints("file:///var/lib/sg") == []
+    assert registry.endpoints("redis://:secret@r1:6379") == ["r1:6379"]
+    assert registry.endpoints("file:///var/lib/sg") == []
 
 
 def test_redaction_keeps_the_endpoints_and_masks_secrets() -> None:
@@ -274,7 +276,7 @@ def test_the_driver_uses_every_endpoint_and_tooz_tls_session() -> None:
         "&timeout=4&api_version=v3"
     )
     parts = urllib.parse.urlsplit(url)
-    driver_class = fixes._driver_override("etcd3+https")
+    driver_class = registry.for_scheme("etcd3+https").driver_class()
     assert driver_class is not None
     coord: Any = driver_class(b"m@g", parts, urllib.parse.parse_qs(parts.query))
     client = coord.client

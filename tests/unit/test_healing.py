@@ -156,9 +156,9 @@ def test_session_is_rebuilt_after_five_failed_rounds() -> None:
 class ResumableSession(ScriptedSession):
     """A session whose client gets going again without being closed."""
 
-    def reset(self) -> bool:
+    def reset(self) -> heartbeat.Reset:
         self.calls.append(("reset", self.clock.monotonic()))
-        return False
+        return heartbeat.Reset.IN_PLACE
 
 
 def test_a_session_that_resets_in_place_is_not_closed_or_joined_again() -> None:
@@ -186,16 +186,17 @@ def test_a_session_that_resets_in_place_is_not_closed_or_joined_again() -> None:
 class ConfirmingSession(ScriptedSession):
     """A session whose beats keep the member's time (memcached's)."""
 
+    confirms_membership = True
+
     def __init__(self, clock: FakeClock) -> None:
         super().__init__(clock)
         self.evicted = False
 
-    def confirm(self) -> bool:
+    def confirm(self) -> None:
         self._call("confirm")
         if self.evicted:
             self.evicted = False
             raise exceptions.MemberNotFound("evicted")
-        return True
 
 
 def test_record_is_written_only_when_the_capabilities_change() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from servicegroup import member as sg_member
-from servicegroup.drivers.tooz import fixes
+from servicegroup.drivers.tooz.backends import memcached as memcached_backend
 
 GROUP = b"compute"
 TIMEOUT = 3
@@ -52,7 +52,7 @@ World = tuple[Any, _Memcached, list[float]]
 
 
 def _observer(store: _Memcached) -> Any:
-    driver_class = fixes._memcached_driver()
+    driver_class = memcached_backend._memcached_driver()
     parts = urllib.parse.urlsplit("memcached://127.0.0.1:11211")
     observer: Any = driver_class(
         b"observer",
@@ -69,7 +69,7 @@ def world(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
     now = [1000.0]
-    monkeypatch.setattr(fixes.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(memcached_backend.time, "monotonic", lambda: now[0])
     store = _Memcached()
     observer = _observer(store)
     record = {b"capabilities": sg_member.envelope({}, 0.5)}

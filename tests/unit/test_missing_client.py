@@ -6,16 +6,16 @@ import pytest
 
 from servicegroup import exceptions
 from servicegroup.cmd import errors as cmd_errors
-from servicegroup.drivers.tooz import session
+from servicegroup.drivers.tooz.backends import base
 from tests import support
 
 
 def _without(module: str) -> object:
-    def driver_override(scheme: str) -> None:
+    def new_coordinator(*args: object, **kwargs: object) -> None:
         # What importing tooz's driver, or our subclass of it, raises.
         raise ModuleNotFoundError(f"No module named {module!r}", name=module)
 
-    return driver_override
+    return new_coordinator
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def _without(module: str) -> object:
 def test_missing_client_library_names_the_extra(
     monkeypatch: pytest.MonkeyPatch, url: str, module: str, extra: str
 ) -> None:
-    monkeypatch.setattr(session, "_driver_override", _without(module))
+    monkeypatch.setattr(base.Backend, "new_coordinator", _without(module))
     with pytest.raises(exceptions.MissingDependency) as info:
         support.make_api(url)
     assert f"pip install 'servicegroup[{extra}]'" in str(info.value)
@@ -40,6 +40,6 @@ def test_missing_client_library_names_the_extra(
 def test_a_missing_module_of_ours_is_not_disguised(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(session, "_driver_override", _without("servicegroup.nope"))
+    monkeypatch.setattr(base.Backend, "new_coordinator", _without("servicegroup.nope"))
     with pytest.raises(ModuleNotFoundError):
         support.make_api("redis://127.0.0.1:6379")

@@ -19,6 +19,7 @@ from oslo_config import cfg
 import servicegroup
 from servicegroup import conf as sg_conf
 from servicegroup.drivers.tooz import server_limits
+from servicegroup.drivers.tooz.backends import etcd, registry, zookeeper
 
 LOGGER = "servicegroup.drivers.tooz.server_limits"
 
@@ -47,7 +48,7 @@ def _limits(
 ) -> server_limits.ServerLimits:
     scheme = url.split(":", 1)[0]
     return server_limits.ServerLimits(
-        scheme, url, asked, _timing(down), from_url=from_url
+        registry.for_scheme(scheme).terms, url, asked, _timing(down), from_url=from_url
     )
 
 
@@ -78,7 +79,7 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_the_negotiated_session_timeout_from_kazoos_connect(
     result: object, seconds: float | None
 ) -> None:
-    assert server_limits.negotiated_session_timeout(result) == seconds
+    assert zookeeper.negotiated_session_timeout(result) == seconds
 
 
 @pytest.mark.parametrize(
@@ -95,7 +96,7 @@ def test_the_negotiated_session_timeout_from_kazoos_connect(
 def test_the_granted_ttl_from_lease_time_to_live(
     answer: object, seconds: float | None
 ) -> None:
-    assert server_limits.granted_ttl(answer) == seconds
+    assert etcd.granted_ttl(answer) == seconds
 
 
 # -- the warning --------------------------------------------------------------

@@ -8,7 +8,8 @@ import pytest
 from tooz import coordination
 from tooz.drivers import file as tooz_file
 
-from servicegroup.drivers.tooz import compat, fixes
+from servicegroup.drivers.tooz import compat
+from servicegroup.drivers.tooz.backends import file as file_backend
 
 
 def test_the_installed_tooz_has_everything() -> None:
@@ -34,16 +35,16 @@ def test_a_missing_method_is_named_with_the_tooz_version(
     assert isinstance(caught.value, ImportError)
 
 
-def test_importing_fixes_fails_when_a_name_is_gone(
+def test_importing_the_file_backend_fails_when_a_name_is_gone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delattr(tooz_file, "FileFutureResult")
     try:
         with pytest.raises(compat.ToozIncompatible, match="FileFutureResult"):
-            importlib.reload(fixes)
+            importlib.reload(file_backend)
     finally:
         monkeypatch.undo()
-        importlib.reload(fixes)
+        importlib.reload(file_backend)
 
 
 def test_a_renamed_instance_attribute_is_found_missing(

@@ -30,22 +30,33 @@ coordinator, which never joins anything, reads groups for the local view.
 
 The package has one module per job:
 
-* :mod:`~servicegroup.drivers.tooz.urls`: checking and redacting URLs, the
-  timing -> tooz options translation, tooz member ids;
+* :mod:`~servicegroup.drivers.tooz.backends`: one module per backend
+  (ZooKeeper, Redis, memcached, etcd, file) holding everything servicegroup
+  does differently there, with our subclass of its tooz driver; a generic
+  policy for the others (``fake://``); the registry keyed by URL scheme;
+* :mod:`~servicegroup.drivers.tooz.urls`: the URL grammar every backend
+  shares: checking, redacting, merging options, tooz member ids;
 * :mod:`~servicegroup.drivers.tooz.errors`: tooz and client library errors
   -> :mod:`servicegroup.exceptions`;
-* :mod:`~servicegroup.drivers.tooz.fixes`: our subclasses of tooz drivers
-  (file, Redis, memcached) that fix tooz's behaviour;
+* :mod:`~servicegroup.drivers.tooz.server_limits`: the timeout a server
+  grants against the one asked for, reported and warned about;
 * :mod:`~servicegroup.drivers.tooz.session`: making and stopping
   coordinators (``ToozBackend``), one member's session
-  (``ToozMemberSession``) and the observer (``ToozObserver``);
-* :mod:`~servicegroup.drivers.tooz.driver`: :class:`ToozServiceGroupDriver`.
+  (``ToozMemberSession``) and the observer (``ToozObserver``), asking the
+  backend's policy wherever backends differ;
+* :mod:`~servicegroup.drivers.tooz.driver`: :class:`ToozServiceGroupDriver`;
+* helpers of one backend each: :mod:`~servicegroup.drivers.tooz.etcd` (the
+  failover client), :mod:`~servicegroup.drivers.tooz.zookeeper_view`
+  (watch-fed group reads), :mod:`~servicegroup.drivers.tooz.kazoo_logs`;
+* :mod:`~servicegroup.drivers.tooz.compat`: the tooz and kazoo private
+  names all of these use, checked.
 
 Only this package (and the fake backend) imports tooz.
 """
 
+from servicegroup.drivers.tooz.backends.registry import parse_url
 from servicegroup.drivers.tooz.driver import ToozServiceGroupDriver
-from servicegroup.drivers.tooz.urls import available_backends, parse_url, redact_url
+from servicegroup.drivers.tooz.urls import available_backends, redact_url
 
 __all__ = [
     "ToozServiceGroupDriver",

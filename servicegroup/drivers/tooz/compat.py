@@ -1,19 +1,20 @@
 """Checking that the installed tooz still has what our subclasses lean on.
 
-Our subclasses of tooz's drivers (:mod:`.fixes`) and the coordinator
-handling of :mod:`.session` use tooz's private names (``_joined_groups``,
-``_client``, ``_coord``, the Redis script templates, the file driver's
-on-disk layout), two of kazoo's (``_stopped``, ``last_zxid``) and
-etcd3gw's client internals that the failover client (:mod:`.etcd`) builds
-on (``_api_path``, ``_discover_api_path``, ``base_url``); reading back
-what the server granted (:mod:`.server_limits`) uses kazoo's
-``_connection._connect`` and tooz's etcd ``_membership_lease``. A tooz
-release may rename any of them; without this check the first sign would be
-an AttributeError deep in a heartbeat. Each ``check_*`` function raises
-:class:`ToozIncompatible`, naming the tooz version found and every missing
-name, when the subclass is built: the file driver's and tooz's core names
-when :mod:`.fixes` is imported, the others when their (optional) client
-library is first used.
+Our subclasses of tooz's drivers and the policies of the backend modules
+(:mod:`.backends`) use tooz's private names (``_joined_groups``, which the
+base policy empties before a stop, ``_client``, ``_coord``, the Redis script
+templates, the file driver's on-disk layout), kazoo's ``last_zxid`` (see
+:mod:`.backends.zookeeper`) and etcd3gw's client internals that the
+failover client (:mod:`.etcd`) builds on (``_api_path``,
+``_discover_api_path``, ``base_url``); reading back what the server granted
+uses kazoo's ``_connection._connect`` and tooz's etcd ``_membership_lease``,
+and the watch-fed ZooKeeper reads (:mod:`.zookeeper_view`) check theirs. A
+tooz release may rename any of them; without this check the first sign
+would be an AttributeError deep in a heartbeat. Each ``check_*`` function
+raises :class:`ToozIncompatible`, naming the tooz version found and every
+missing name, when the subclass is built: the file driver's and tooz's core
+names when :mod:`.backends.file` is imported, the others when their
+(optional) client library is first used.
 
 Instance attributes cannot be looked up on a class, so :func:`uses` looks
 for the name in the code of the class's methods: a renamed attribute
@@ -106,7 +107,7 @@ def require(needs: Iterable[Need]) -> None:
 
 
 def check_core() -> None:
-    """tooz's base driver and file driver (used by fixes._FileDriver)."""
+    """tooz's base driver and file driver (backends.base, backends.file)."""
     from tooz import coordination
     from tooz.drivers import file as tooz_file
 
@@ -118,6 +119,8 @@ def check_core() -> None:
             has(coordination.CoordinationDriver, "_stop"),
             has(tooz_file, "FileFutureResult"),
             has(driver, "_make_filesystem_safe"),
+            # Replaced in a forked child (backends.file).
+            has(driver, "_barriers"),
             *(
                 uses(driver, name)
                 for name in (
@@ -140,7 +143,7 @@ def check_core() -> None:
 
 
 def check_redis() -> None:
-    """tooz's Redis driver (used by fixes._redis_driver)."""
+    """tooz's Redis driver (used by backends.redis)."""
     from tooz.drivers import redis as tooz_redis
 
     driver = tooz_redis.RedisDriver
@@ -177,7 +180,7 @@ def check_redis() -> None:
 
 
 def check_memcached() -> None:
-    """tooz's memcached driver (used by fixes._memcached_driver)."""
+    """tooz's memcached driver (used by backends.memcached)."""
     from tooz.drivers import memcached as tooz_memcached
 
     driver = tooz_memcached.MemcachedDriver
@@ -201,7 +204,7 @@ def check_memcached() -> None:
 
 
 def check_zookeeper() -> None:
-    """tooz's ZooKeeper driver and kazoo (fixes and session use both)."""
+    """tooz's ZooKeeper driver and kazoo (used by backends.zookeeper)."""
     from kazoo import client as kazoo_client
     from kazoo.protocol import connection as kazoo_connection
     from tooz.drivers import zookeeper as tooz_zookeeper
@@ -213,12 +216,12 @@ def check_zookeeper() -> None:
             uses(driver, "_coord"),
             uses(driver, "timeout"),
             has(driver, "_base_path"),
-            uses(kazoo, "_stopped"),
             uses(kazoo, "last_zxid"),
             has(kazoo, "connected"),
             has(kazoo, "close"),
             has(kazoo, "ensure_path_async"),
-            # server_limits wraps _connect and derives the negotiated
+            has(kazoo, "add_listener"),
+            # ZooKeeperTerms wraps _connect and derives the negotiated
             # session timeout from the read timeout it returns.
             uses(kazoo, "_connection"),
             has(kazoo_connection.ConnectionHandler, "_connect"),
@@ -237,7 +240,7 @@ def check_zookeeper() -> None:
 
 
 def check_etcd() -> None:
-    """tooz's etcd driver and etcd3gw (used by fixes._etcd_driver, etcd.py).
+    """tooz's etcd driver and etcd3gw (used by backends.etcd, etcd.py).
 
     The failover client relies on every etcd3gw request (its ``Lease``'s
     keep-alive included) going through ``Etcd3Client.post`` on a URL from
@@ -251,7 +254,7 @@ def check_etcd() -> None:
     require(
         [
             uses(driver, "client"),
-            # server_limits asks for the TTL granted to this lease.
+            # EtcdTerms asks for the TTL granted to this lease.
             uses(driver, "_membership_lease"),
             uses(etcd3gw_lease.Lease, "id"),
             has(Etcd3Client, "post"),

@@ -21,7 +21,7 @@ from servicegroup import (
 )
 from servicegroup import member as sg_member
 from servicegroup.drivers import base
-from servicegroup.drivers.tooz import urls
+from servicegroup.drivers.tooz.backends import registry
 from servicegroup.drivers.tooz.session import (
     ToozBackend,
     ToozMemberSession,
@@ -110,7 +110,7 @@ class ToozServiceGroupDriver(base.ServiceGroupDriver):
             "driver": "tooz",
             "url": self._backend.redacted_url,
             "backend": self._backend.scheme,
-            "endpoints": urls.endpoints(self._backend.redacted_url),
+            "endpoints": registry.endpoints(self._backend.redacted_url),
             "report_interval": self._timing.report_interval,
             "service_down_time": self._timing.service_down_time,
             "refresh_interval": self._timing.refresh_interval,

@@ -1,5 +1,7 @@
 """Watch-fed reads of ZooKeeper groups: a refresh costs O(changes), not O(N).
 
+Used only by :mod:`.backends.zookeeper`, as its observers' group reader.
+
 tooz reads a group on ZooKeeper with one ``getChildren`` and then one
 ``getData`` per member, one after the other: N + 1 requests and N round
 trips on every refresh, whether anything changed or not (332 ms at 1,000
@@ -62,6 +64,7 @@ from tooz import coordination
 from tooz import utils as tooz_utils
 
 from servicegroup.drivers.tooz import compat
+from servicegroup.drivers.tooz.backends.base import GroupRecords
 
 LOG = logging.getLogger(__name__)
 
@@ -86,15 +89,6 @@ def _check_compat() -> None:
             compat.has(kazoo, "client_id"),
         ]
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class GroupRecords:
-    """One read of a group: tooz member id -> decoded capabilities."""
-
-    records: dict[bytes, Any]
-    #: Why some records could not be decoded (they read as None), or None.
-    undecodable: str | None = None
 
 
 @dataclasses.dataclass
