@@ -6,12 +6,18 @@ From the repository root::
     .venv/bin/python benchmarks/run.py                 # full run (~30 min)
     .venv/bin/python benchmarks/run.py --quick         # smoke test (< 2 min)
     .venv/bin/python benchmarks/run.py --backends redis,etcd --out /tmp/res
+    .venv/bin/python benchmarks/run.py --only soak --minutes 60 --backends redis
 
 Every server is started by the run itself on loopback (see
 ``servicegroup.testing.servers``); a backend whose server is not installed
 is skipped with a note. Writes ``RESULTS.md`` (and the same tables as
 ``RESULTS.rst`` for the doc page), ``results.json`` and PNG plots to
 ``--out`` (default ``benchmarks/results``, git-ignored).
+
+The soak (``sgbench/soak.py``: members killed, paused, stopped and
+rejoining while the server restarts empty) is not part of the default run,
+being an hour long: name it with ``--only soak`` (``--minutes``,
+``--restart-every``).
 
 The exit status is non-zero only when something is broken (a benchmark
 raised); a missed target is printed as ``MISSED`` with its ratio and does
@@ -40,10 +46,12 @@ from sgbench import (  # noqa: E402
     failure,
     hotpath,
     limits,
+    observer,
     recovery,
     report,
     rst,
     scale,
+    soak,
 )
 
 import servicegroup  # noqa: E402
@@ -54,7 +62,9 @@ FULL_SIZES = (100, 1000, 10000)
 QUICK_SIZES = (20,)
 #: The group size of the is_up hot path (issue 7: 1,000 members).
 HOT_SIZE = 1000
-SECTIONS = ("scale", "failure", "recovery", "limits", "partition")
+SECTIONS = ("scale", "observer", "failure", "recovery", "limits", "partition")
+#: Sections run only when named in --only (the soak lasts an hour).
+OPTIONAL_SECTIONS = ("soak",)
 
 
 def _hot_path(backend: backends.Backend, quick: bool) -> scale.HotPath:
@@ -136,6 +146,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help=f"comma-separated sections to skip: {', '.join(SECTIONS)}",
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated sections to run instead of the default ones: "
+        f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)} (soak runs only if named)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="length of the soak (default 60; 0.5 with --quick)",
+    )
+    parser.add_argument(
+        "--restart-every",
+        type=float,
+        help="soak: mean seconds between two server restarts (default 45; "
+        "shorter for runs under 10 minutes)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%X"
@@ -151,6 +178,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown backends {unknown}; known: {', '.join(backends.KNOWN)}")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = sorted((skip | only) - set(SECTIONS + OPTIONAL_SECTIONS))
+    if unknown:
+        parser.error(
+            f"unknown sections {unknown}; known: "
+            f"{', '.join(SECTIONS + OPTIONAL_SECTIONS)}"
+        )
+    sections = (only or set(SECTIONS)) - skip
+    minutes = args.minutes
+    if minutes is None:
+        minutes = 0.5 if args.quick else 60.0
+    soak_settings = soak.settings_for(minutes, args.restart_every)
     if args.sizes:
         sizes = tuple(int(s) for s in args.sizes.split(","))
     else:
@@ -172,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "scale": [],
         "failure": [],
         "recovery": [],
+        "soak": [],
         "errors": [],
         "skipped": {},
     }
@@ -188,8 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         LOG.info("%s done in %.1f s", what, time.monotonic() - t0)
         return value
 
-    # The old Nova mc driver baseline: one GET per question.
-    if backends.missing("memcached"):
+    # The old Nova mc driver baseline: one GET per question (for the hot
+    # path, measured in the scale section).
+    if "scale" not in sections:
+        pass
+    elif backends.missing("memcached"):
         results["skipped"]["memcached GET baseline"] = backends.missing("memcached")
     else:
         mc = guarded("memcached GET baseline", backends.start, "memcached")
@@ -220,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         try:
             results["servers"][name] = backend.version()
-            if "scale" not in skip:
+            if "scale" in sections:
                 threads_per_member = 1.0
                 for n in sizes:
                     skipped = scale.too_many_threads(backend, n, threads_per_member)
@@ -243,7 +286,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     threads_per_member = max(
                         threads_per_member, row.get("threads_per_member") or 0.0
                     )
-            if "failure" not in skip:
+            if name in observer.BACKENDS and "observer" in sections:
+                got = guarded(
+                    f"{name} observer cost", observer.run, backend, args.quick
+                )
+                if got:
+                    results.setdefault("observer", {})[name] = got
+            if "failure" in sections:
                 got = guarded(
                     f"{name} failure detection",
                     failure.run,
@@ -253,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 if got:
                     results["failure"].append(got)
-            if "recovery" not in skip:
+            if "recovery" in sections:
                 # Only servers that persist anything can come back with data.
                 persistent = name in ("zookeeper", "etcd") and not args.quick
                 for wipe in (True, False) if persistent else (True,):
@@ -266,15 +315,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                     if got:
                         results["recovery"].append(got)
+            if "soak" in sections:
+                # Last: it restarts the server again and again.
+                got = guarded(
+                    f"{name} soak ({minutes:g} min)",
+                    soak.run,
+                    backend,
+                    soak_settings,
+                    args.out,
+                )
+                if got:
+                    results["soak"].append(got)
         finally:
             backend.close()
 
-    if not args.quick and "limits" not in skip and "zookeeper" in names:
+    if not args.quick and "limits" in sections and "zookeeper" in names:
         if not backends.missing("zookeeper"):
             cap = guarded("ZooKeeper connection cap", limits.zookeeper_connection_cap)
             if cap:
                 results["zookeeper_cap"] = cap
-    if not args.quick and "partition" not in skip:
+    if not args.quick and "partition" in sections:
         text = guarded("hash ring (bench_partition.py)", _partition, args.quick)
         if text:
             results["partition"] = text

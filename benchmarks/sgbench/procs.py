@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -19,14 +19,29 @@ _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class Worker:
     """One ``sgbench.worker`` process and the events it printed."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        *,
+        module: str = "sgbench.worker",
+        stderr: IO[Any] | None = None,
+    ) -> None:
+        """Start ``python -m module SPEC_JSON``.
+
+        :param module: the process's main module (``sgbench.soak_member``
+            for the soak's one-member processes).
+        :param stderr: where its stderr goes (inherited when None).
+        """
         env = dict(os.environ)
         env["PYTHONPATH"] = _HERE + os.pathsep + env.get("PYTHONPATH", "")
-        self.members: list[str] = list(spec["members"])
+        self.members: list[str] = (
+            list(spec["members"]) if "members" in spec else [spec["member"]]
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sgbench.worker", json.dumps(spec)],
+            [sys.executable, "-m", module, json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=stderr,
             text=True,
             env=env,
             # Its own session: a Ctrl-C in the terminal reaches the parent,

@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from sgbench import hotpath
+from sgbench import hotpath, observer
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -61,7 +61,33 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"{rate:,.0f}/s in one thread, {ratio:.2f} x the target of "
             f"{hotpath.TARGET_PER_SECOND:,}/s"
         )
+    for name, result in (results.get("observer") or {}).items():
+        lines += observer.targets(name, result)
+    for soak in results.get("soak", []):
+        lines.append(_soak_target(soak))
     return lines
+
+
+#: The soak's counts that must be zero, and what the report calls them.
+_SOAK_COUNTS = (
+    ("false_downs", "false downs"),
+    ("ghosts", "ghosts"),
+    ("lost_joins", "lost joins"),
+    ("slow_stops", "slow stops"),
+)
+
+
+def _soak_target(soak: dict[str, Any]) -> str:
+    counts = ", ".join(f"{soak[k]} {what}" for k, what in _SOAK_COUNTS)
+    failed = sum(soak[k] for k, _ in _SOAK_COUNTS) + soak.get("observer_errors", 0)
+    exits = summary(soak["term_exits"])
+    return (
+        f"{'MISSED' if failed else 'MET'}: soak on {soak['backend']}, "
+        f"{soak['seconds'] / 60:g} min ({soak['members']} members, "
+        f"{soak['restarts']} server restarts, {len(soak['term_exits'])} "
+        f"SIGTERMs): {counts}; SIGTERM to exit max {_fmt(exits['max'], 2)} s "
+        f"(bound {soak['stop_bound']:g} s)"
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -199,6 +225,9 @@ def markdown(results: dict[str, Any]) -> str:
             rows,
         )
 
+    for name, result in (results.get("observer") or {}).items():
+        out += _observer_section(name, result)
+
     failure = results.get("failure", [])
     if failure:
         f0 = failure[0]
@@ -296,6 +325,9 @@ def markdown(results: dict[str, Any]) -> str:
             rows,
         )
 
+    for soak in results.get("soak", []):
+        out += _soak_section(soak)
+
     limits = results.get("limits", [])
     if limits:
         out += ["## Limits found", ""]
@@ -313,6 +345,202 @@ def markdown(results: dict[str, Any]) -> str:
         out += [f"![{p}]({p})" for p in results["plots"]]
         out.append("")
     return "\n".join(out)
+
+
+#: How each backend's synthetic population is made (observer section).
+_POPULATIONS = {
+    "zookeeper": "one kazoo session owning N member nodes in tooz's layout",
+    "redis": "the group hash and N heartbeat keys, kept alive by pipelines",
+    "etcd": "N keys under the group's prefix on one lease, kept alive",
+}
+
+
+def _observer_section(name: str, result: dict[str, Any]) -> list[str]:
+    """One backend's observer cost next to tooz's own read (issue 14)."""
+    out = [
+        f"## {name} observer: refresh cost",
+        "",
+        f"A synthetic population ({_POPULATIONS.get(name, 'N members')}) and "
+        "one observer. *refresh*: the observer's read of "
+        "the group with nothing changed (what the view calls every "
+        "refresh_interval); *view refresh*: the same plus building the view; "
+        "*cold*: the first, full read. *tooz*: the same run's raw "
+        "`get_members_with_capabilities` on the same group. Operations "
+        "('packets'): counted by the server.",
+        "",
+    ]
+    rows = []
+    for r in result.get("latency", []):
+        if "refresh" not in r:
+            rows.append([r["n"], *["-"] * 8, r.get("error", "")])
+            continue
+        rows.append(
+            [
+                r["n"],
+                r["refresh"]["p50_ms"],
+                r["refresh"]["p95_ms"],
+                r["view_refresh"]["p50_ms"],
+                r["cold_ms"],
+                r["packets_per_refresh"],
+                r["tooz_refresh"]["p50_ms"],
+                r["tooz_packets_per_refresh"],
+                f"{r['ratio']:.4f}",
+                "",
+            ]
+        )
+    out += _table(
+        [
+            "N",
+            "refresh p50 ms",
+            "p95 ms",
+            "view refresh p50 ms",
+            "cold ms",
+            "packets/refresh",
+            "tooz refresh p50 ms",
+            "tooz packets/refresh",
+            "refresh ÷ tooz",
+            "",
+        ],
+        rows,
+    )
+    idle = result.get("idle") or {}
+    if idle:
+        out += [
+            f"Idle: an observer API (refresh_interval 1 s) watching {idle['n']:,} "
+            f"members for {idle['window_s']:g} s: packets per second the server "
+            "received from it, net of the population's own; *tooz*: tooz's "
+            "whole-group read once a second instead.",
+            "",
+        ]
+        rows = [["nothing changes", idle["idle"], idle["tooz_idle"]]]
+        if "beating" in idle:
+            out[-2] += (
+                " *beating*: the population rewrites every record once per "
+                f"{idle['report_interval']:g} s, as joined members' heartbeats "
+                "do; each rewrite is a change, which the observer reads."
+            )
+            rows.append(["beating", idle["beating"], idle["tooz_beating"]])
+        out += _table(["records", "observer packets/s", "tooz packets/s"], rows)
+        ratios = [
+            f"{what}: {ours / theirs:.4f}" for what, ours, theirs in rows if theirs
+        ]
+        if ratios:
+            out += ["Observer ÷ tooz: " + "; ".join(ratios) + ".", ""]
+    return out
+
+
+#: Rows of a soak's memory table at most (samples are thinned to fit).
+_SOAK_ROWS = 13
+
+
+def _soak_section(soak: dict[str, Any]) -> list[str]:
+    """One backend's soak: counts, latencies, memory over time, incidents."""
+    st = soak["settings"]
+    actions = soak["actions"]
+    out = [
+        f"## Soak on {soak['backend']} ({soak['seconds'] / 60:g} min)",
+        "",
+        f"{soak['members']} member ids, one process each, joining, leaving, "
+        "paused (SIGSTOP, shorter or longer than service_down_time), killed "
+        "and stopped (SIGTERM, also while paused) at random, ids reused; the "
+        f"server restarted empty every ~{st['restart_every']:g} s. "
+        f"report_interval {st['report_interval']:g} s, service_down_time "
+        f"{st['service_down_time']:g} s, refresh_interval "
+        f"{st['refresh_interval']:g} s, backend_timeout "
+        f"{st['backend_timeout']:g} s. Definitions of the counts: "
+        "`benchmarks/sgbench/soak.py`. A *restart dip* is the documented "
+        "limit of a server that lost its data between two refreshes "
+        "(failure model, Limits): slower members seen down until they "
+        "rejoin, within report_interval + retry_max_interval.",
+        "",
+        "Actions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(actions.items())),
+        "",
+    ]
+    out += _table(
+        [
+            "false downs",
+            "ghosts",
+            "lost joins",
+            "slow stops",
+            "restart dips (allowed), longest s",
+            "SIGTERM exit p50 / max s",
+            "join seen p50 / max s",
+            "rejoin seen max s",
+            "down after leave / SIGTERM / kill, max s",
+        ],
+        [
+            [
+                soak["false_downs"],
+                soak["ghosts"],
+                soak["lost_joins"],
+                soak["slow_stops"],
+                f"{soak.get('restart_dips', 0)}, "
+                f"{_fmt(summary(soak['down_episodes'])['max'], 2)}",
+                "{} / {}".format(
+                    *(_fmt(summary(soak["term_exits"])[q], 2) for q in ("p50", "max"))
+                ),
+                "{} / {}".format(
+                    *(_fmt(summary(soak["join_latency"])[q], 2) for q in ("p50", "max"))
+                ),
+                _fmt(summary(soak["rejoin_latency"])["max"], 2),
+                " / ".join(
+                    _fmt(summary(soak["gone_latency"][k])["max"], 2)
+                    for k in ("leave", "term", "kill")
+                ),
+            ]
+        ],
+    )
+    samples = soak.get("samples", [])
+    if samples:
+        step = max(1, math.ceil(len(samples) / _SOAK_ROWS))
+        shown = samples[::step]
+        if shown[-1] is not samples[-1]:
+            shown.append(samples[-1])
+        out += [
+            "Memory and threads over time: member processes (RSS median and "
+            "max, threads), the steady member (never killed or stopped), and "
+            "the observer (this process's RSS, the library's threads in it).",
+            "",
+        ]
+        out += _table(
+            [
+                "t s",
+                "processes",
+                "member RSS MiB median / max",
+                "member threads min-max",
+                "steady RSS MiB",
+                "steady threads",
+                "observer RSS MiB",
+                "observer threads",
+            ],
+            [
+                [
+                    r["t"],
+                    r["processes"],
+                    f"{_fmt(r['member_rss_mib_median'])} / "
+                    f"{_fmt(r['member_rss_mib_max'])}",
+                    "-"
+                    if r["member_threads_min"] is None
+                    else f"{r['member_threads_min']}-{r['member_threads_max']}",
+                    r["steady_rss_mib"],
+                    r["steady_threads"],
+                    r["observer_rss_mib"],
+                    r["observer_threads"],
+                ]
+                for r in shown
+            ],
+        )
+    incidents = soak.get("incidents", [])
+    if incidents:
+        out += [f"Incidents (the first 10; member logs in `{soak['logs']}`):", ""]
+        out += [
+            f"- {i['at']:.1f} s {i['kind']}: {i['member']} pid {i['pid']}: "
+            f"{i['detail']}; before: "
+            + "; ".join(f"{t:.1f} {what}" for t, what in i["history"][-5:])
+            for i in incidents[:10]
+        ]
+        out.append("")
+    return out
 
 
 def plots(results: dict[str, Any], out_dir: str) -> list[str]:
@@ -417,4 +645,35 @@ def plots(results: dict[str, Any], out_dir: str) -> list[str]:
         fig.savefig(os.path.join(out_dir, "recovery.png"), dpi=100)
         plt.close(fig)
         written.append("recovery.png")
+    soaks = [r for r in results.get("soak", []) if r.get("samples")]
+    if soaks:
+        fig, (rss, threads) = plt.subplots(1, 2, figsize=(11, 4))
+        for soak in soaks:
+            ts = [r["t"] / 60 for r in soak["samples"]]
+            for ax, key, label in (
+                (rss, "steady_rss_mib", "steady member"),
+                (rss, "member_rss_mib_max", "members, max"),
+                (rss, "observer_rss_mib", "observer"),
+                (threads, "steady_threads", "steady member"),
+                (threads, "member_threads_max", "members, max"),
+                (threads, "observer_threads", "observer (library)"),
+            ):
+                points = [
+                    (t, r[key])
+                    for t, r in zip(ts, soak["samples"], strict=True)
+                    if r.get(key) is not None
+                ]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, label=f"{soak['backend']}: {label}")
+        rss.set_title("RSS (MiB)")
+        threads.set_title("threads")
+        for ax in (rss, threads):
+            ax.set_xlabel("minutes")
+            ax.legend(fontsize=7)
+        fig.suptitle("Soak: memory and threads over time")
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "soak.png"), dpi=100)
+        plt.close(fig)
+        written.append("soak.png")
     return written
