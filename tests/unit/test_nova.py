@@ -172,6 +172,28 @@ def test_stopped_service_is_down_at_once(
     assert sg.api.get_all("compute") == []
 
 
+def test_a_member_joined_under_another_timing_is_up_at_once(
+    sg: ServiceGroupFixture,
+    nova_conf: cfg.ConfigOpts,
+    new_group: Callable[[], Any],
+) -> None:
+    # As Nova's test_bug_1938326 does: the scheduler starts on the default
+    # timing, then report_interval changes and the computes start, joining
+    # through the shared driver of that other timing.
+    scheduler = nova.ToozDriver()
+    assert not scheduler.is_up({"host": "src", "topic": "compute"})
+    nova_conf.set_override("report_interval", 1)
+    nova_conf.set_override("service_down_time", 6)
+    compute_driver = nova.ToozDriver()
+    assert compute_driver.api.driver is not scheduler.api.driver
+    compute = Service(new_group)
+    compute_driver.join("src", "compute", compute)
+    # No time passes, so no refresh: the join itself answers.
+    assert scheduler.is_up({"host": "src", "topic": "compute"})
+    compute.stop()
+    assert not scheduler.is_up({"host": "src", "topic": "compute"})
+
+
 def test_restarted_service_joins_again(
     sg: ServiceGroupFixture, new_group: Callable[[], Any]
 ) -> None:
