@@ -51,3 +51,37 @@ def test_a_redis_round_is_a_beat_and_one_check(server_pool, group) -> None:
         assert "hset" not in delta and "evalsha" not in delta, delta
     finally:
         members.stop()
+
+
+def test_a_redis_refresh_costs_the_same_whatever_the_group_size(
+    server_pool, group
+) -> None:
+    """An observer's read of a group is a handful of commands, not one per
+    member (the beats are read with MGET, a thousand at a time)."""
+    redis = server_pool.get("redis")
+    assert isinstance(redis, servers.RedisServer)
+    members = support.make_api(redis.url)
+    observer = support.make_api(redis.url)
+    ids = [f"member-{n:02d}" for n in range(30)]
+    try:
+        for member_id in ids:
+            members.join(member_id, group)
+        support.wait_until(
+            lambda: support.all_up(observer, group, ids), 20, "every member up"
+        )
+        fetch = observer.driver._observer.fetch  # type: ignore[attr-defined]
+        first = redis.command_stats()
+        assert len(fetch(group)) == len(ids)
+        last = redis.command_stats()
+        # Everything the server ran for this one read, beats of the members
+        # and our own stats probe aside.
+        ran = {
+            name: last[name] - first.get(name, 0)
+            for name in last
+            if last[name] != first.get(name, 0)
+            and name not in ("info", "psetex", "hexists")
+        }
+        assert sum(ran.values()) < 10, ran
+    finally:
+        members.stop()
+        observer.stop()
