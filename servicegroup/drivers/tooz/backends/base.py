@@ -307,3 +307,28 @@ class Backend:
         itself (it wakes the membership view).
         """
         return ToozGroupReader(coord)
+
+
+class ConfirmingBackend(Backend):
+    """A backend whose beat carries its time: our driver checks membership.
+
+    Our Redis and memcached subclasses write the beat's time into the
+    liveness key and answer ``check_joined``, so a round confirms instead of
+    rewriting the record; they keep the liveness key when a stuck client is
+    reset (:class:`KeepsLivenessOnReset`).
+    """
+
+    confirms_membership = True
+
+    def confirm(
+        self, coord: Coordinator, group: bytes, wait: Wait[None], what: str
+    ) -> None:
+        driver: Any = coord
+        wait(what, driver.check_joined(group))
+
+    def stop(self, coord: Coordinator, *, keep_liveness: bool) -> None:
+        driver: Any = coord
+        if keep_liveness:
+            driver.stop_keeping_liveness()
+        else:
+            driver.stop()

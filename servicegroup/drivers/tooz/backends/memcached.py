@@ -366,14 +366,13 @@ class MemcachedTerms(server_limits.ServerTerms):
         )
 
 
-class MemcachedBackend(base.Backend):
+class MemcachedBackend(base.ConfirmingBackend):
     """memcached through our subclass of tooz's driver."""
 
     schemes = ("memcached",)
     client_module = "pymemcache"
     extra = "memcached"
     own_executor = True
-    confirms_membership = True
     terms = MemcachedTerms()
 
     def timing_options(self) -> dict[str, Any]:
@@ -388,16 +387,3 @@ class MemcachedBackend(base.Backend):
     @classmethod
     def driver_class(cls) -> type[base.Coordinator]:
         return _memcached_driver()
-
-    def confirm(
-        self, coord: base.Coordinator, group: bytes, wait: base.Wait[None], what: str
-    ) -> None:
-        driver: Any = coord
-        wait(what, driver.check_joined(group))
-
-    def stop(self, coord: base.Coordinator, *, keep_liveness: bool) -> None:
-        driver: Any = coord
-        if keep_liveness:
-            driver.stop_keeping_liveness()
-        else:
-            driver.stop()

@@ -329,14 +329,13 @@ class RedisTerms(server_limits.ServerTerms):
     expires_by = "the expiry of their Redis heartbeat key"
 
 
-class RedisBackend(base.Backend):
+class RedisBackend(base.ConfirmingBackend):
     """Redis through our subclass of tooz's driver."""
 
     schemes = ("redis",)
     client_module = "redis"
     extra = "redis"
     own_executor = True
-    confirms_membership = True
     terms = RedisTerms()
 
     def timing_options(self) -> dict[str, Any]:
@@ -348,16 +347,3 @@ class RedisBackend(base.Backend):
     @classmethod
     def driver_class(cls) -> type[base.Coordinator]:
         return _redis_driver()
-
-    def confirm(
-        self, coord: base.Coordinator, group: bytes, wait: base.Wait[None], what: str
-    ) -> None:
-        driver: Any = coord
-        wait(what, driver.check_joined(group))
-
-    def stop(self, coord: base.Coordinator, *, keep_liveness: bool) -> None:
-        driver: Any = coord
-        if keep_liveness:
-            driver.stop_keeping_liveness()
-        else:
-            driver.stop()
